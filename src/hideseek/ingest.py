@@ -1,0 +1,201 @@
+"""Ingestion of COVIDx-format classification data: parse, validate, attribute sources, split.
+
+Every problem is collected before anything fails, so a user sees the whole list of bad
+lines at once, each as ``file:line: reason``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import CLASSES, InputError
+
+log = logging.getLogger(__name__)
+
+UNKNOWN_SOURCE = "unknown"
+MAX_LISTED_PROBLEMS = 200
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One bad line of a split file."""
+
+    file: str
+    line: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.reason}"
+
+
+def format_problems(problems: list, header: str, hint: str = "") -> str:
+    """A message listing every problem (capped for very long lists), with a hint at the end."""
+    shown = [f"  {p}" for p in problems[:MAX_LISTED_PROBLEMS]]
+    if len(problems) > MAX_LISTED_PROBLEMS:
+        shown.append(f"  ... and {len(problems) - MAX_LISTED_PROBLEMS} more")
+    text = f"{header} ({len(problems)} problem{'s' if len(problems) != 1 else ''}):\n" + "\n".join(shown)
+    return text + (f"\n{hint}" if hint else "")
+
+
+def _escapes_root(filename: str) -> bool:
+    """True when a split file's file name points outside the image folder."""
+    if filename.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:[\\/]", filename):
+        return True
+    depth = 0
+    for part in re.split(r"[\\/]+", filename):
+        if part == "..":
+            depth -= 1
+            if depth < 0:
+                return True
+        elif part not in ("", "."):
+            depth += 1
+    return False
+
+
+def parse_split_file(path: str | Path, partition: str) -> tuple[pd.DataFrame, list[Problem]]:
+    """Parse a COVIDx split file: ``patient_id filename label [source]`` per line, no header.
+
+    Returns the valid rows and the problems found (wrong column count, unknown label,
+    file name escaping the image folder, conflicting duplicates). Exact duplicate lines are
+    kept once; they are not problems but are reported by :func:`duplicate_notes`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"split file not found: {path} (check classification_data in your config)")
+    rows, problems = [], []
+    with open(path, encoding="utf-8-sig", errors="replace") as handle:
+        for line_no, raw in enumerate(handle, start=1):
+            text = raw.strip()
+            if not text or text.startswith("#"):
+                continue
+            fields = text.split()
+            if len(fields) not in (3, 4):
+                problems.append(Problem(str(path), line_no, f"expected 3 or 4 space-separated columns (patient_id filename label [source]), found {len(fields)}"))
+                continue
+            patient_id, filename, label = fields[:3]
+            source = fields[3] if len(fields) == 4 else None
+            if label not in CLASSES:
+                hint = ""
+                matches = [c for c in CLASSES if c.lower() == label.lower()]
+                if matches:
+                    hint = f" (labels are case-sensitive: did you mean '{matches[0]}'?)"
+                problems.append(Problem(str(path), line_no, f"label '{label}' is not one of {', '.join(CLASSES)}{hint}"))
+                continue
+            if _escapes_root(filename):
+                problems.append(Problem(str(path), line_no, f"file name '{filename}' points outside the image folder"))
+                continue
+            rows.append(
+                dict(patient_id=patient_id, filename=filename, label=label, source=source,
+                     split_file=str(path), line=line_no, partition=partition)
+            )
+    frame = pd.DataFrame(rows, columns=["patient_id", "filename", "label", "source", "split_file", "line", "partition"])
+    return frame, problems
+
+
+def split_duplicates(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[Problem], list[Problem]]:
+    """Drop exact repeats of a file; a file listed twice with different contents is a problem.
+
+    Returns (deduplicated frame, conflicting-duplicate problems, exact-duplicate notes).
+    """
+    problems, notes = [], []
+    keep = np.ones(len(frame), dtype=bool)
+    first_seen: dict[str, int] = {}
+    for position, row in enumerate(frame.itertuples(index=False)):
+        if row.filename not in first_seen:
+            first_seen[row.filename] = position
+            continue
+        first = frame.iloc[first_seen[row.filename]]
+        keep[position] = False
+        where = f"{first.split_file}:{first.line}"
+        if (row.patient_id, row.label, row.partition) == (first.patient_id, first.label, first.partition):
+            notes.append(Problem(row.split_file, row.line, f"duplicate of {where}; kept once"))
+        else:
+            problems.append(
+                Problem(row.split_file, row.line,
+                        f"'{row.filename}' is also listed at {where} with a different patient, label or partition")
+            )
+    return frame[keep].reset_index(drop=True), problems, notes
+
+
+def attribute_sources(frame: pd.DataFrame, source_rules: list[dict]) -> pd.DataFrame:
+    """Fill `source` from the 4th column, else the first matching file-name rule, else 'unknown'.
+
+    Adds `source_origin` ∈ {column, rule, unknown} so Table 1 can say how sources were known.
+    """
+    frame = frame.copy()
+    compiled = []
+    for index, rule in enumerate(source_rules):
+        try:
+            compiled.append((re.compile(rule["pattern"]), rule["source"]))
+        except re.error as error:
+            raise InputError(f"classification_data.source_rules[{index}].pattern is not a valid regex: {error}") from error
+    origins, sources = [], []
+    for source, filename in zip(frame["source"], frame["filename"]):
+        if isinstance(source, str) and source:
+            sources.append(source)
+            origins.append("column")
+            continue
+        name = Path(filename).name
+        matched = next((src for pattern, src in compiled if pattern.search(name)), None)
+        sources.append(matched or UNKNOWN_SOURCE)
+        origins.append("rule" if matched else "unknown")
+    frame["source"] = sources
+    frame["source_origin"] = origins
+    return frame
+
+
+def carve_grouped(frame: pd.DataFrame, fraction: float, seed: int, what: str) -> np.ndarray:
+    """Boolean mask of rows to move out: about `fraction` of patients, class-stratified.
+
+    Uses scikit-learn's StratifiedGroupKFold, so a patient is never cut in two.
+    """
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    n_patients = frame["patient_id"].nunique()
+    n_splits = max(2, round(1.0 / fraction))
+    if n_patients < n_splits:
+        raise InputError(
+            f"cannot carve a {what} split of {fraction:.0%} from {n_patients} patients: "
+            f"need at least {n_splits} patients (lower the fraction or add data)"
+        )
+    splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    _, held_out = next(splitter.split(np.zeros(len(frame)), frame["label"], frame["patient_id"]))
+    mask = np.zeros(len(frame), dtype=bool)
+    mask[held_out] = True
+    return mask
+
+
+def leaking_patients(frame: pd.DataFrame) -> dict[str, list[str]]:
+    """Patients found in more than one partition, with the partitions they are in."""
+    per_patient = frame.groupby("patient_id")["partition"].unique()
+    return {patient: sorted(parts) for patient, parts in per_patient.items() if len(parts) > 1}
+
+
+def assert_no_leakage(frame: pd.DataFrame) -> None:
+    leaks = leaking_patients(frame)
+    if leaks:
+        listed = "\n".join(f"  patient {p}: {', '.join(parts)}" for p, parts in list(leaks.items())[:MAX_LISTED_PROBLEMS])
+        raise InputError(
+            f"{len(leaks)} patient(s) appear in more than one of train/val/test, which leaks "
+            f"patients between training and evaluation:\n{listed}\n"
+            "Fix the split files so that each patient is in one partition only."
+        )
+
+
+def assert_every_class_present(frame: pd.DataFrame) -> None:
+    """Each partition needs every class, or sensitivities and PPVs are undefined."""
+    missing = [
+        f"  {part}: no '{label}' images"
+        for part in ("train", "val", "test")
+        for label in CLASSES
+        if not ((frame["partition"] == part) & (frame["label"] == label)).any()
+    ]
+    if missing:
+        raise InputError("after splitting, some partitions lack a class:\n" + "\n".join(missing)
+                         + "\nAdd data for those classes or change val_fraction/test_fraction.")

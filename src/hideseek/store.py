@@ -1,0 +1,112 @@
+"""The preprocessed image store: every image decoded once, to 8-bit gray, at a fixed long side.
+
+Layout: ``pixels.npy`` is one flat uint8 array (memory-mappable) holding all images back to
+back; the index CSV beside it gives each image's ``offset``, ``height`` and ``width`` plus its
+metadata (patient, label, source, partition). Later stages read images with
+:class:`ImageStore` and never decode the originals again.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .images import read_gray, resize_long_side
+from .ingest import Problem
+from .io import atomic_path
+
+INDEX_COLUMNS = ("offset", "height", "width", "orig_height", "orig_width")
+
+
+def _load_one(path: Path, long_side: int):
+    try:
+        gray = read_gray(path)
+    except (OSError, ValueError) as error:
+        return None, str(error)
+    return (resize_long_side(gray, long_side), gray.shape), None
+
+
+def write_store(frame: pd.DataFrame, image_dir: str | Path, long_side: int, pixels_path: str | Path,
+                threads: int = 1, progress: bool = True) -> tuple[pd.DataFrame, list[Problem]]:
+    """Decode every image of `frame` into the store at `pixels_path`.
+
+    Returns the frame of images that decoded (with the index columns added) and one
+    :class:`Problem` per image that is missing or does not decode. The store file is written
+    atomically; it holds only the images that decoded, so a caller that rejects the problems
+    simply deletes it.
+    """
+    from tqdm import tqdm
+
+    image_dir = Path(image_dir)
+    paths = [image_dir / name for name in frame["filename"]]
+    problems: list[Problem] = []
+    kept_rows, offsets, shapes, orig_shapes = [], [], [], []
+    offset = 0
+    pixels_path = Path(pixels_path)
+    pixels_path.parent.mkdir(parents=True, exist_ok=True)
+    raw_fd, raw_name = tempfile.mkstemp(prefix=f".{pixels_path.name}.", suffix=".raw", dir=pixels_path.parent)
+    raw_path = Path(raw_name)
+    try:
+        with os.fdopen(raw_fd, "wb") as raw, ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+            results = pool.map(lambda p: _load_one(p, long_side), paths)
+            for position, (loaded, error) in enumerate(
+                    tqdm(results, total=len(paths), desc="decoding images", unit="img", disable=not progress)):
+                row = frame.iloc[position]
+                if error is not None:
+                    problems.append(Problem(row["split_file"], int(row["line"]), error))
+                    continue
+                pixels, orig_shape = loaded
+                raw.write(pixels.tobytes())
+                kept_rows.append(position)
+                offsets.append(offset)
+                shapes.append(pixels.shape)
+                orig_shapes.append(orig_shape)
+                offset += pixels.size
+        _raw_to_npy(raw_path, pixels_path, offset)
+    finally:
+        raw_path.unlink(missing_ok=True)
+    kept = frame.iloc[kept_rows].reset_index(drop=True)
+    kept["offset"] = np.asarray(offsets, dtype=np.int64)
+    kept["height"] = [s[0] for s in shapes]
+    kept["width"] = [s[1] for s in shapes]
+    kept["orig_height"] = [s[0] for s in orig_shapes]
+    kept["orig_width"] = [s[1] for s in orig_shapes]
+    return kept, problems
+
+
+def _raw_to_npy(raw_path: Path, npy_path: Path, length: int) -> None:
+    """Prefix raw bytes with an .npy header (1-D uint8), streaming, then move into place."""
+    with atomic_path(npy_path) as tmp:
+        with open(tmp, "wb") as out, open(raw_path, "rb") as raw:
+            np.lib.format.write_array_header_1_0(out, {"descr": "|u1", "fortran_order": False, "shape": (length,)})
+            while chunk := raw.read(1 << 24):
+                out.write(chunk)
+
+
+class ImageStore:
+    """Read access to a store: ``store[i]`` is the uint8 gray image of index row ``i``."""
+
+    def __init__(self, pixels_path: str | Path, index: pd.DataFrame | str | Path):
+        self.pixels = np.load(pixels_path, mmap_mode="r")
+        self.index = pd.read_csv(index) if isinstance(index, (str, os.PathLike)) else index
+        self.index = self.index.reset_index(drop=True)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, position: int) -> np.ndarray:
+        row = self.index.iloc[position]
+        start, height, width = int(row["offset"]), int(row["height"]), int(row["width"])
+        return np.asarray(self.pixels[start:start + height * width]).reshape(height, width)
+
+    def select(self, mask) -> "ImageStore":
+        """A view on a subset of rows (e.g. one partition) sharing the same pixels."""
+        view = ImageStore.__new__(ImageStore)
+        view.pixels = self.pixels
+        view.index = self.index[mask].reset_index(drop=True)
+        return view

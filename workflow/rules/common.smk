@@ -1,0 +1,92 @@
+# Paths, input functions and final targets shared by every rule module.
+import os
+from pathlib import Path
+
+# Jobs import the project's library from src/ (also inside conda envs and on cluster nodes,
+# where the job re-reads this file before running).
+_SRC = str(Path(workflow.basedir) / "src")
+if _SRC not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        p for p in (_SRC, os.environ.get("PYTHONPATH", "")) if p
+    )
+
+RESULTS = "results"
+PHANTOM = f"{RESULTS}/phantom"
+LOGS = f"{RESULTS}/logs"
+BENCH = f"{RESULTS}/benchmarks"
+
+
+def uses_phantom():
+    return (
+        config["classification_data"]["kind"] == "phantom"
+        or config["segmentation_data"]["kind"] == "phantom"
+    )
+
+
+def classification_files():
+    """Image folder and split files of the classification data (the phantom's or the user's)."""
+    data = config["classification_data"]
+    if data["kind"] == "phantom":
+        return dict(
+            image_dir=f"{PHANTOM}/covidx/images",
+            train_split=f"{PHANTOM}/covidx/train.txt",
+            test_split=f"{PHANTOM}/covidx/test.txt",
+        )
+    return dict(
+        image_dir=data["image_dir"],
+        train_split=data["train_split"],
+        test_split=data.get("test_split"),
+    )
+
+
+def ingest_inputs(wildcards):
+    files = classification_files()
+    return {k: files[k] for k in ("train_split", "test_split") if files[k]}
+
+
+def dataset_name():
+    data = config["classification_data"]
+    if data["kind"] == "phantom":
+        ph = config["phantom"]
+        return (
+            f"built-in phantom, seed {ph['seed']}, shortcut {ph['shortcut']}, "
+            f"disease_contrast {ph['disease_contrast']}"
+        )
+    return f"COVIDx-format data from {data['train_split']}" + (
+        f" and {data['test_split']}" if data.get("test_split") else ""
+    )
+
+
+def final_targets():
+    targets = [
+        f"{RESULTS}/data/seg_sets.csv",
+        f"{RESULTS}/tables/table1_data.csv",
+        f"{RESULTS}/tables/table1_data.md",
+    ]
+    if config["classification_data"]["kind"] == "phantom":
+        targets.append(f"{RESULTS}/figures/phantom_samples.png")
+    return targets
+
+
+TANG_PAIRING = dict(
+    image_regex=r"^(?P<tag>.+?)(?P<k>\d)\.png$", mask_name="{tag}mask.png", group="{tag}"
+)
+
+
+def segmentation_sets():
+    """Training and test segmentation folders (the phantom's or the user's)."""
+    data = config["segmentation_data"]
+    if data["kind"] == "phantom":
+        seg = f"{PHANTOM}/seg"
+        return dict(
+            train=dict(images=f"{seg}/train/images", masks=f"{seg}/train/masks", **TANG_PAIRING),
+            test_sets={
+                name: dict(images=f"{seg}/{name}/images", masks=f"{seg}/{name}/masks")
+                for name in ("nih", "cohen")
+            },
+        )
+    return dict(train=data["train"], test_sets=data["test_sets"])
+
+
+def seg_index_inputs(wildcards):
+    return [f"{PHANTOM}/seg"] if config["segmentation_data"]["kind"] == "phantom" else []

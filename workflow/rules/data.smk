@@ -1,0 +1,123 @@
+# Data stage: built-in phantom, ingestion into the preprocessed image store, Table 1.
+
+
+rule phantom:
+    output:
+        train=f"{PHANTOM}/covidx/train.txt",
+        test=f"{PHANTOM}/covidx/test.txt",
+        images=directory(f"{PHANTOM}/covidx/images"),
+        masks=directory(f"{PHANTOM}/covidx/masks"),
+        seg=directory(f"{PHANTOM}/seg"),
+    params:
+        phantom=config["phantom"],
+        out_dir=PHANTOM,
+    log:
+        f"{LOGS}/phantom.log",
+    benchmark:
+        f"{BENCH}/phantom.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../scripts/make_phantom.py"
+
+
+rule phantom_sheet:
+    input:
+        train=f"{PHANTOM}/covidx/train.txt",
+        images=f"{PHANTOM}/covidx/images",
+    output:
+        report(
+            f"{RESULTS}/figures/phantom_samples.png",
+            caption="../report/phantom_samples.rst",
+            category="Data",
+        ),
+    log:
+        f"{LOGS}/phantom_sheet.log",
+    benchmark:
+        f"{BENCH}/phantom_sheet.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../scripts/phantom_sheet.py"
+
+
+rule ingest:
+    input:
+        unpack(ingest_inputs),
+    output:
+        index=f"{RESULTS}/data/images.csv",
+        pixels=f"{RESULTS}/data/pixels.npy",
+        dropped=f"{RESULTS}/data/dropped_lines.csv",
+        report=f"{RESULTS}/data/ingest_report.md",
+    params:
+        data=config["classification_data"],
+        files=classification_files(),
+        long_side=config["store"]["long_side"],
+    log:
+        f"{LOGS}/ingest.log",
+    benchmark:
+        f"{BENCH}/ingest.tsv"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../scripts/ingest.py"
+
+
+rule table1:
+    input:
+        index=f"{RESULTS}/data/images.csv",
+    output:
+        csv=report(
+            f"{RESULTS}/tables/table1_data.csv",
+            caption="../report/table1.rst",
+            category="Tables",
+        ),
+        md=f"{RESULTS}/tables/table1_data.md",
+        shortcut=f"{RESULTS}/tables/table1_shortcut.csv",
+    params:
+        dataset=dataset_name(),
+    log:
+        f"{LOGS}/table1.log",
+    benchmark:
+        f"{BENCH}/table1.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../scripts/table1.py"
+
+
+rule index_seg_sets:
+    input:
+        seg_index_inputs,
+    output:
+        f"{RESULTS}/data/seg_sets.csv",
+    params:
+        sets=segmentation_sets(),
+    log:
+        f"{LOGS}/index_seg_sets.log",
+    benchmark:
+        f"{BENCH}/index_seg_sets.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../scripts/index_seg_sets.py"
