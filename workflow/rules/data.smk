@@ -10,7 +10,7 @@ rule phantom:
         seg=directory(f"{PHANTOM}/seg"),
     params:
         phantom=config["phantom"],
-        out_dir=PHANTOM,
+        out_dir=lambda wildcards, output: str(Path(output.train).parents[1]),
     log:
         f"{LOGS}/phantom.log",
     benchmark:
