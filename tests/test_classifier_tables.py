@@ -1,0 +1,96 @@
+"""Tables 3-7 arithmetic from a hand-made predictions file."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hideseek import CLASSES
+from hideseek.classifier_tables import (
+    METRICS,
+    PAPER,
+    TABLE_NUMBERS,
+    confusion,
+    metrics_from_confusion,
+    table_rows,
+    write_classifier_table,
+)
+
+
+def hand_made(rep, cm, seed=0, arch="resnet50", test_rep=None):
+    """Predictions realising confusion matrix `cm` (rows true, columns predicted)."""
+    rows = []
+    i = 0
+    for t, true in enumerate(CLASSES):
+        for p, pred in enumerate(CLASSES):
+            for _ in range(cm[t][p]):
+                rows.append(dict(arch=arch, train_rep=rep, seed=seed, test_rep=test_rep or rep,
+                                 image_id=f"im{i:03d}", patient_id=f"p{i}", source="s", true=true, predicted=pred,
+                                 p_normal=0.2, p_pneumonia=0.3, p_covid=0.5))
+                i += 1
+    return pd.DataFrame(rows)
+
+
+CM_DATA = [[8, 1, 1], [2, 7, 1], [0, 0, 10]]  # 10 per class
+CM_REMOVED = [[6, 2, 2], [2, 6, 2], [1, 1, 8]]
+
+
+def test_metrics_from_a_known_confusion_matrix():
+    m = metrics_from_confusion(np.array(CM_DATA))
+    assert m["Accuracy"] == pytest.approx(25 / 30)
+    assert m["Sens normal"] == pytest.approx(0.8)
+    assert m["Sens pneumonia"] == pytest.approx(0.7)
+    assert m["Sens COVID-19"] == pytest.approx(1.0)
+    assert m["PPV normal"] == pytest.approx(8 / 10)
+    assert m["PPV pneumonia"] == pytest.approx(7 / 8)
+    assert m["PPV COVID-19"] == pytest.approx(10 / 12)
+    # Balanced test set: accuracy is the mean of the sensitivities (true of every paper table).
+    assert m["Accuracy"] == pytest.approx(np.mean([m[f"Sens {c}"] for c in CLASSES]))
+    never_predicted = metrics_from_confusion(np.array([[5, 0, 0], [5, 0, 0], [0, 0, 5]]))
+    assert np.isnan(never_predicted["PPV pneumonia"]) and never_predicted["Sens pneumonia"] == 0
+
+
+def test_confusion_orders_rows_and_columns_like_the_table():
+    frame = hand_made("data", CM_DATA)
+    assert confusion(frame["true"], frame["predicted"]).tolist() == CM_DATA
+
+
+def test_table_rows_means_over_seeds_and_flags_other_test_reps_out(tmp_path):
+    frames = [
+        hand_made("data", CM_DATA, seed=0), hand_made("data", CM_DATA, seed=1),
+        hand_made("lungs_removed", CM_REMOVED, seed=0), hand_made("lungs_removed", [[10, 0, 0], [0, 10, 0], [0, 0, 10]], seed=1),
+        # hide at test time: data model on lungs_removed test images; not a Table 3-7 row
+        hand_made("data", [[0, 0, 10], [0, 0, 10], [0, 0, 10]], seed=0, test_rep="lungs_removed"),
+    ]
+    table = table_rows(pd.concat(frames), n_boot=200)
+    assert list(table["representation"]) == ["data", "lungs_removed"]
+    data, removed = table.iloc[0], table.iloc[1]
+    assert data["Accuracy"] == pytest.approx(25 / 30) and data["n_seeds"] == 2 and data["n_test"] == 30
+    assert removed["Accuracy"] == pytest.approx((20 / 30 + 1.0) / 2)
+    assert removed["Sens COVID-19"] == pytest.approx((0.8 + 1.0) / 2)
+    for metric in METRICS:
+        assert data[f"{metric} CI low"] <= data[metric] + 1e-9 <= data[f"{metric} CI high"] + 2e-9
+    assert np.isnan(data["McNemar p vs data"]) and 0 < removed["McNemar p vs data"] <= 1
+
+
+def test_markdown_bolds_the_best_per_column_and_sets_the_paper_beside(tmp_path):
+    path = tmp_path / "preds.csv"
+    pd.concat([hand_made("data", CM_DATA), hand_made("lungs_removed", CM_REMOVED)]).to_csv(path, index=False)
+    csv, md = tmp_path / "table7_resnet50.csv", tmp_path / "table7_resnet50.md"
+    table = write_classifier_table("resnet50", [path], csv, md, "built-in phantom, seed 0")
+    assert list(pd.read_csv(csv)["representation"]) == ["data", "lungs_removed"]
+    assert table.loc[0, "Accuracy"] == pytest.approx(0.833, abs=1e-3)
+    text = md.read_text()
+    assert text.startswith("# Table 7 — ResNet-50")
+    ours = [line for line in text.splitlines() if line.startswith("| data ") or line.startswith("| lungs_removed ")]
+    assert "**0.833**" in ours[0] and "**0.667**" not in ours[1]  # best accuracy is data's
+    assert "selected on the test set" in text
+    assert "0.933" in text and "paper †" in text  # the paper's ResNet-50 data row
+    assert TABLE_NUMBERS == {"covidnet_cxr3a": 3, "covidnet_cxr4a": 4, "alexnet": 5, "vgg11": 6, "resnet50": 7}
+
+
+def test_paper_values_are_consistent():
+    for arch, rows in PAPER.items():
+        assert len(rows) == 5
+        for rep, values in rows.items():
+            acc, sens = values[0], values[1:4]
+            assert acc == pytest.approx(np.mean(sens), abs=0.002), (arch, rep)

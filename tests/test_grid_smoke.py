@@ -1,0 +1,81 @@
+"""A phantom smoke run of the classifier grid through Snakemake: one architecture × two representations."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import REPO
+
+SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
+REPS = ["data", "lungs_removed"]
+TINY = {
+    "phantom": {"n_train_per_class": 12, "n_test_per_class": 4, "long_side": [64, 72]},
+    "store": {"long_side": 48},
+    # the phantom's true lung masks: no U-Net training in this test
+    "segmentation": {"masks": "ground_truth", "threads": 1},
+    "classification": {
+        "architectures": ["covidnet_cxr3a"],
+        "representations": REPS,
+        "seeds": [0],
+        "train_images_per_class": 6,
+        "resources": {"threads": 1, "mem_mb": 2000},
+        "models": {"covidnet_cxr3a": {"input_size": 32, "width": 0.125, "epochs": 2,
+                                      "bn_recalibration_images": 8}},
+    },
+}
+TABLE = "results/tables/table3_covidnet_cxr3a"
+
+
+def snakemake(workdir: Path, *args, timeout=600):
+    """Targets and flags first: --configfile takes every argument after it."""
+    path = workdir / "tiny.yaml"
+    path.write_text(yaml.safe_dump(TINY))
+    return subprocess.run(
+        [SNAKEMAKE, *args, "--cores", "2", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
+         "--configfile", str(REPO / "config" / "config.yaml"), str(path)],
+        capture_output=True, text=True, timeout=timeout)
+
+
+def test_a_table_target_runs_only_its_ancestry(tmp_path):
+    result = snakemake(tmp_path, f"{TABLE}.md", "-n")
+    assert result.returncode == 0, result.stderr[-3000:]
+    stats = (result.stdout + result.stderr).split("Job stats:")[1].split("\n\n")[0]
+    jobs = {line.split()[0] for line in stats.splitlines()[3:] if line.strip()}
+    for rule in ("train_classifier", "evaluate_classifier", "classifier_table", "representation"):
+        assert rule in jobs
+    for rule in ("train_unet", "evaluate_unet", "figure1", "table1"):
+        assert rule not in jobs
+    wrong = snakemake(tmp_path, "-n", "results/tables/table7_covidnet_cxr3a.md")
+    assert wrong.returncode != 0 and "is Table 3" in wrong.stdout + wrong.stderr
+
+
+@pytest.mark.slow
+def test_one_architecture_two_representations_through_snakemake(tmp_path):
+    result = snakemake(tmp_path, f"{TABLE}.csv", f"{TABLE}.md")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    results = tmp_path / "results"
+
+    table = pd.read_csv(f"{tmp_path / TABLE}.csv")
+    assert list(table["representation"]) == REPS
+    assert (table["n_test"] == 12).all()
+    assert {"Accuracy", "Sens COVID-19", "PPV normal", "Accuracy CI low", "McNemar p vs data"} <= set(table)
+    md = Path(f"{tmp_path / TABLE}.md").read_text()
+    assert md.startswith("# Table 3") and "PEPX re-implementation" in md and "selected on the test set" in md
+
+    for rep in REPS:
+        run = results / "classifiers" / "covidnet_cxr3a" / rep / "seed0"
+        history = pd.read_csv(run / "history.csv")
+        assert list(history["epoch"]) == [1, 2] and history["selected"].sum() == 1
+        info = json.loads((run / "train_info.json").read_text())
+        assert info["n_train"] == 18 and info["device"] == "cpu" and info["threads"] == 1
+        assert {"precision", "channels_last", "fused_adam"} <= set(info)
+        predictions = pd.read_csv(results / "predictions" / "covidnet_cxr3a" / rep / "seed0.csv")
+        assert sorted(predictions["test_rep"].unique()) == sorted(REPS)  # tested on every representation
+        assert len(predictions) == 2 * 12
+        assert not (results / "checkpoints" / "classifiers" / "covidnet_cxr3a" / rep / "seed0").exists()
+        assert (results / "benchmarks" / "train_classifier" / "covidnet_cxr3a" / rep / "seed0.tsv").is_file()

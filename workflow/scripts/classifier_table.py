@@ -1,0 +1,9 @@
+"""Snakemake script: Table 3-7 of one architecture (CSV + Markdown beside the paper's values)."""
+from hideseek.rulelog import rule_logging
+
+with rule_logging(snakemake.log[0]):
+    from hideseek.classifier_tables import write_classifier_table
+
+    write_classifier_table(snakemake.wildcards.arch, list(snakemake.input), snakemake.output.csv,
+                           snakemake.output.md, snakemake.params.dataset, snakemake.params.representations,
+                           snakemake.params.note)
