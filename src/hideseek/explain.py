@@ -1,0 +1,284 @@
+"""Grad-CAM (Figure 3) and quantified lung attention.
+
+Grad-CAM (Selvaraju et al. 2017) via ``pytorch-grad-cam``: always used as a context manager
+(``with GradCAM(...) as cam:``, which removes its hooks; without it the hooks leak) and always
+with explicit targets (the class the model *predicted*, ``ClassifierOutputTarget``). Target
+layers come from :func:`hideseek.models.gradcam_target_layers` (ResNet-50 ``layer4[-1]``, the
+last conv of AlexNet / VGG-11, the last PEPX stage of COVID-Net). The CAM is computed on the
+layer's native grid (e.g. 4 × 4 for ResNet-50 at 128 px) and upsampled bilinearly to the
+classifier input; the native grid is reported with every output.
+
+Lung attention: for a non-negative CAM ``c`` and a region ``R`` (lung mask or lung box, mapped
+into the classifier input exactly like the image: top 8 % cut, centre square, resize),
+
+    energy share   = sum(c · R) / sum(c)
+    area share     = mean(R)
+    attention ratio = energy share / area share      (1 = no preference for the lungs)
+
+Summaries average energy and area shares over images and divide the means (a ratio of means,
+robust to images with tiny masks), with patient-bootstrap CIs (:mod:`hideseek.audit`).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+from . import CLASSES
+from .audit import bootstrap_weights, ratio_ci, mean_ci
+
+log = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------------------------------------
+# CAM energy in a region (pure numpy)
+# ---------------------------------------------------------------------------------------------
+def energy_share(cam: np.ndarray, region: np.ndarray) -> float:
+    """Share of the (non-negative) CAM's energy inside `region` (NaN for an all-zero CAM)."""
+    cam = np.clip(np.asarray(cam, dtype=float), 0, None)
+    region = np.asarray(region, dtype=bool)
+    if cam.shape != region.shape:
+        raise ValueError(f"CAM is {cam.shape} but the region is {region.shape}")
+    total = cam.sum()
+    return float(cam[region].sum() / total) if total > 0 else float("nan")
+
+
+def area_share(region: np.ndarray) -> float:
+    return float(np.asarray(region, dtype=bool).mean())
+
+
+def attention_ratio(cam: np.ndarray, region: np.ndarray) -> float:
+    """Energy share / area share (1: the CAM is no denser in the region than elsewhere)."""
+    area = area_share(region)
+    return energy_share(cam, region) / area if area > 0 else float("nan")
+
+
+def region_to_input(region: np.ndarray, size: int) -> np.ndarray:
+    """A store-frame bool region mapped into the classifier input (same crop/resize as images)."""
+    from .training import classifier_input
+
+    return classifier_input(np.asarray(region, dtype=np.uint8) * 255, size) >= 128
+
+
+# ---------------------------------------------------------------------------------------------
+# Grad-CAM
+# ---------------------------------------------------------------------------------------------
+def _no_inplace_relu(model) -> None:
+    """In-place ReLUs right after a hooked layer overwrite the saved activations: disable them."""
+    from torch import nn
+
+    for module in model.modules():
+        if isinstance(module, nn.ReLU):
+            module.inplace = False
+
+
+def compute_cams(model, arch: str, images_u8, targets, batch_size: int = 16):
+    """Grad-CAMs for a uint8 (N, S, S) tensor and per-image target classes.
+
+    Returns (cams float32 (N, S, S) in [0, 1], native grid (h, w) of the target layer).
+    """
+    import torch
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    from .models import gradcam_target_layers
+
+    model = model.float().eval()
+    _no_inplace_relu(model)
+    layers = gradcam_target_layers(model, arch)
+    grid = {}
+
+    def hook(module, inputs, output):
+        out = output[0] if isinstance(output, (tuple, list)) else output
+        grid["shape"] = tuple(out.shape[-2:])
+
+    handle = layers[0].register_forward_hook(hook)
+    device = next(model.parameters()).device
+    cams = []
+    try:
+        with GradCAM(model=model, target_layers=layers) as cam:
+            for start in range(0, len(images_u8), batch_size):
+                batch = images_u8[start:start + batch_size].to(device)
+                x = batch.unsqueeze(1).float().div(255.0).expand(-1, 3, -1, -1).contiguous()
+                chosen = [ClassifierOutputTarget(int(t)) for t in targets[start:start + batch_size]]
+                cams.append(np.asarray(cam(input_tensor=x, targets=chosen), dtype=np.float32))
+    finally:
+        handle.remove()
+    size = images_u8.shape[-1]
+    if not cams:
+        return np.zeros((0, size, size), np.float32), grid.get("shape")
+    return np.concatenate(cams), grid.get("shape")
+
+
+# ---------------------------------------------------------------------------------------------
+# Figure 3: which image per class
+# ---------------------------------------------------------------------------------------------
+def pick_figure_images(own_predictions: dict[str, pd.DataFrame], reference: str = "data") -> pd.DataFrame:
+    """One test image per true class: the first (sorted id) that every representation's model
+    classifies correctly (the paper's choice), else the first the `reference` model gets right,
+    else the first. `own_predictions`: rep -> that rep model's predictions on its own test set."""
+    merged = None
+    for rep, frame in own_predictions.items():
+        part = frame[["image_id", "true", "predicted"]].rename(columns={"predicted": f"pred_{rep}"})
+        merged = part if merged is None else merged.merge(part, on=["image_id", "true"])
+    merged = merged.sort_values("image_id", kind="stable")
+    pred_cols = [c for c in merged.columns if c.startswith("pred_")]
+    rows = []
+    for cls in CLASSES:
+        sub = merged[merged["true"] == cls]
+        if sub.empty:
+            continue
+        agree = sub[np.logical_and.reduce([sub[c] == cls for c in pred_cols])]
+        ref_right = sub[sub[f"pred_{reference}"] == cls] if f"pred_{reference}" in sub else sub.iloc[:0]
+        if len(agree):
+            pick, rule = agree.iloc[0], "all models correct"
+        elif len(ref_right):
+            pick, rule = ref_right.iloc[0], f"{reference} model correct"
+        else:
+            pick, rule = sub.iloc[0], "first image (no model correct)"
+        rows.append(dict(true=cls, image_id=pick["image_id"], rule=rule,
+                         **{c[5:]: pick[c] for c in pred_cols}))
+    return pd.DataFrame(rows)
+
+
+def attention_sample(index: pd.DataFrame, n_images: int, seed: int = 0) -> list[str]:
+    """A fixed, class-stratified sample of test image ids (about n_images / 3 per class)."""
+    test = index[index["partition"] == "test"].sort_values("image_id", kind="stable")
+    rng = np.random.default_rng(seed)
+    per_class = int(np.ceil(n_images / max(1, test["label"].nunique())))
+    ids = []
+    for cls in CLASSES:
+        members = test[test["label"] == cls]["image_id"].to_numpy()
+        if len(members) > per_class:
+            members = np.sort(rng.choice(members, size=per_class, replace=False))
+        ids.extend(members.tolist())
+    return ids
+
+
+# ---------------------------------------------------------------------------------------------
+# The per-architecture job: Figure 3 + lung attention
+# ---------------------------------------------------------------------------------------------
+def _load_images(pixels, index_path, image_ids, size):
+    import torch
+
+    from .store import ImageStore
+    from .training import classifier_input
+
+    store = ImageStore(pixels, index_path)
+    position = pd.Series(np.arange(len(store.index)), index=store.index["image_id"])
+    images = np.stack([classifier_input(store[int(position[i])], size) for i in image_ids]) if len(image_ids) \
+        else np.zeros((0, size, size), np.uint8)
+    return torch.from_numpy(np.ascontiguousarray(images)), store.index.set_index("image_id").loc[list(image_ids)]
+
+
+def explain_architecture(arch: str, models: dict, stores: dict, own_predictions: dict, mask_store: tuple,
+                         n_images: int, sample_seed: int = 0, device: str = "cpu", threads: int = 1,
+                         n_boot: int = 1000, boot_seed: int = 0):
+    """Grad-CAMs of each representation's model (`models`: rep -> model.pt) on its own test
+    images: Figure 3 panels and per-image lung attention.
+
+    Returns (figure panels list, per-image attention frame, native grid)."""
+    import torch
+
+    from .representations import lung_box
+    from .store import ImageStore
+    from .training import load_trained
+
+    torch.set_num_threads(max(1, int(threads)))
+    reps = list(models)
+    picks = pick_figure_images(own_predictions)
+    mask_pixels, mask_index = mask_store
+    masks = ImageStore(mask_pixels, mask_index)
+    mask_pos = pd.Series(np.arange(len(masks.index)), index=masks.index["image_id"])
+    any_rep = reps[0]
+    sample = attention_sample(pd.read_csv(stores[any_rep][1]), n_images, sample_seed)
+
+    panels, records, grid = [], [], None
+    for rep in reps:
+        model, payload, _ = load_trained(models[rep], device)
+        size = int(payload["recipe"]["input_size"])
+        preds = own_predictions[rep].set_index("image_id")
+        fig_ids = list(picks["image_id"])
+        ids = fig_ids + [i for i in sample if i not in set(fig_ids)]
+        images, meta = _load_images(*stores[rep], ids, size)
+        targets = [CLASSES.index(preds.loc[i, "predicted"]) for i in ids]
+        cams, grid = compute_cams(model, arch, images, targets)
+        for k, image_id in enumerate(ids):
+            raw_mask = masks[int(mask_pos[image_id])] > 0
+            lung = region_to_input(raw_mask, size)
+            box = region_to_input(lung_box(raw_mask), size)
+            if image_id in fig_ids:
+                panels.append(dict(rep=rep, image_id=image_id, true=meta.loc[image_id, "label"],
+                                   predicted=preds.loc[image_id, "predicted"], image=images[k].numpy(), cam=cams[k]))
+            if image_id in set(sample):
+                records.append(dict(arch=arch, rep=rep, image_id=image_id, patient_id=meta.loc[image_id, "patient_id"],
+                                    true=meta.loc[image_id, "label"], predicted=preds.loc[image_id, "predicted"],
+                                    mask_energy=energy_share(cams[k], lung), mask_area=area_share(lung),
+                                    box_energy=energy_share(cams[k], box), box_area=area_share(box)))
+        log.info("%s / %s: %d CAMs at %d px, native grid %s", arch, rep, len(ids), size, grid)
+        del model
+    return panels, pd.DataFrame(records), grid, picks
+
+
+def summarize_attention(per_image: pd.DataFrame, reps, n_boot: int = 1000, seed: int = 0,
+                        level: float = 0.95) -> pd.DataFrame:
+    """Representation × class (and all classes): mean energy shares, area shares, their ratio,
+    with patient-bootstrap CIs."""
+    rows = []
+    for rep in reps:
+        sub_rep = per_image[per_image["rep"] == rep]
+        for cls in [*CLASSES, "all"]:
+            sub = sub_rep if cls == "all" else sub_rep[sub_rep["true"] == cls]
+            sub = sub[np.isfinite(sub["mask_energy"]) & np.isfinite(sub["box_energy"])]
+            if sub.empty:
+                continue
+            w = bootstrap_weights(sub["patient_id"], sub["true"], n_boot, seed)
+            row = dict(representation=rep, true_class=cls, n_images=len(sub))
+            for region in ("mask", "box"):
+                share, lo, hi = mean_ci(sub[f"{region}_energy"], w, level)
+                ratio, rlo, rhi = ratio_ci(sub[f"{region}_energy"], sub[f"{region}_area"], w, level)
+                row.update({f"{region}_energy_share": share, f"{region}_energy_share_ci_low": lo,
+                            f"{region}_energy_share_ci_high": hi, f"{region}_area_share": float(sub[f"{region}_area"].mean()),
+                            f"{region}_ratio": ratio, f"{region}_ratio_ci_low": rlo, f"{region}_ratio_ci_high": rhi})
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def figure3(panels: list, reps, out_png, arch: str, grid, input_size: int, picks: pd.DataFrame, dpi: int = 130):
+    """Rows = true class, columns = representation; CAM of the predicted class over the input."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    classes = [c for c in CLASSES if c in set(p["true"] for p in panels)]
+    fig, axes = plt.subplots(len(classes), len(reps), figsize=(2.1 * len(reps), 2.4 * len(classes) + 0.6),
+                             squeeze=False)
+    lookup = {(p["true"], p["rep"]): p for p in panels}
+    for r, cls in enumerate(classes):
+        for c, rep in enumerate(reps):
+            ax = axes[r, c]
+            ax.set_xticks([]), ax.set_yticks([])
+            panel = lookup.get((cls, rep))
+            if panel is None:
+                continue
+            ax.imshow(panel["image"], cmap="gray", vmin=0, vmax=255)
+            ax.imshow(panel["cam"], cmap="jet", alpha=0.4, vmin=0, vmax=1)
+            ok = panel["predicted"] == cls
+            ax.set_xlabel(f"pred: {panel['predicted']}", color="black" if ok else "red", fontsize=9)
+            if r == 0:
+                ax.set_title(rep, fontsize=9)
+            if c == 0:
+                rule = picks.set_index("true").loc[cls, "rule"] if cls in set(picks["true"]) else ""
+                ax.set_ylabel(f"{cls}\n{panel['image_id']}\n({rule})", fontsize=8)
+    grid_text = f"{grid[0]}×{grid[1]}" if grid else "?"
+    fig.suptitle(f"Figure 3 — {arch}: Grad-CAM of the predicted class (native grid {grid_text}, "
+                 f"upsampled to {input_size} px)", fontsize=10)
+    fig.tight_layout()
+    from .io import atomic_path
+
+    with atomic_path(out_png) as tmp:
+        fig.savefig(tmp, dpi=dpi, format="png")
+    plt.close(fig)

@@ -1,0 +1,144 @@
+"""Audit statistics: patient bootstrap, McNemar, Holm, per-source accuracy, AUROC, verdict."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hideseek import audit
+
+
+def test_bootstrap_weights_resample_patients_within_class():
+    patients = ["a", "a", "b", "c", "d", "d", "d", "e"]
+    labels = ["x", "x", "x", "x", "y", "y", "y", "y"]
+    w = audit.bootstrap_weights(patients, labels, n_boot=200, seed=1)
+    assert w.shape == (200, 8)
+    # images of one patient always share a weight
+    assert (w[:, 0] == w[:, 1]).all() and (w[:, 4] == w[:, 5]).all() and (w[:, 5] == w[:, 6]).all()
+    # class x has 3 patients, class y has 2: patient draws per class are preserved
+    draws_x = w[:, 0] + w[:, 2] + w[:, 3]
+    draws_y = w[:, 4] + w[:, 7]
+    assert (draws_x == 3).all() and (draws_y == 2).all()
+    again = audit.bootstrap_weights(patients, labels, n_boot=200, seed=1)
+    assert (w == again).all()
+
+
+def test_bootstrap_ci_covers_known_binomial_at_about_nominal_rate():
+    """95 % CIs of a binomial proportion (one image per patient) cover p about 95 % of the time."""
+    p, n, trials = 0.7, 150, 300
+    rng = np.random.default_rng(123)
+    patients = np.arange(n)
+    labels = np.zeros(n, dtype=int)
+    weights = audit.bootstrap_weights(patients, labels, n_boot=500, seed=7)
+    covered = 0
+    for _ in range(trials):
+        x = (rng.random(n) < p).astype(float)
+        _, lo, hi = audit.mean_ci(x, weights)
+        covered += lo <= p <= hi
+    rate = covered / trials
+    # binomial SE at 0.95 with 300 trials is 0.0126; percentile bootstrap runs a bit narrow
+    assert 0.90 <= rate <= 0.99, rate
+
+
+def test_mcnemar_exact_matches_statsmodels():
+    from statsmodels.stats.contingency_tables import mcnemar
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        a = rng.random(120) < rng.uniform(0.4, 0.9)
+        b = rng.random(120) < rng.uniform(0.4, 0.9)
+        table = [[int((a & b).sum()), int((a & ~b).sum())], [int((~a & b).sum()), int((~a & ~b).sum())]]
+        ref = mcnemar(table, exact=True).pvalue
+        assert audit.mcnemar_exact(a, b) == pytest.approx(ref, rel=1e-9, abs=1e-12)
+    same = np.array([True, False, True])
+    assert audit.mcnemar_exact(same, same) == 1.0
+
+
+def test_classifier_tables_mcnemar_agrees():
+    from hideseek.classifier_tables import mcnemar_vs
+
+    rng = np.random.default_rng(3)
+    a, b = rng.random(90) < 0.8, rng.random(90) < 0.6
+    ids = np.arange(90)
+    p = mcnemar_vs({"data": (ids, a[None]), "x": (ids, b[None])}, "x")
+    assert p == pytest.approx(audit.mcnemar_exact(a, b))
+
+
+def test_holm_matches_statsmodels_and_skips_nan():
+    from statsmodels.stats.multitest import multipletests
+
+    p = np.array([0.01, np.nan, 0.04, 0.03, 0.2])
+    out = audit.holm(p)
+    ref = multipletests(p[[0, 2, 3, 4]], method="holm")[1]
+    assert np.isnan(out[1])
+    assert np.allclose(out[[0, 2, 3, 4]], ref)
+    # by hand: sorted 0.01*4, 0.03*3, 0.04*2, 0.2*1 with monotonicity
+    assert np.allclose(out[[0, 3, 2, 4]], [0.04, 0.09, 0.09, 0.2])
+
+
+def _predictions(n_per_class=20, seed=0, acc=0.8):
+    rng = np.random.default_rng(seed)
+    rows = []
+    classes = ["normal", "pneumonia", "COVID-19"]
+    for ci, cls in enumerate(classes):
+        for i in range(n_per_class):
+            correct = rng.random() < acc
+            pred = cls if correct else classes[(ci + 1) % 3]
+            probs = np.full(3, 0.1)
+            probs[classes.index(pred)] = 0.8
+            rows.append(dict(image_id=f"{cls}{i:03d}", patient_id=f"{cls}{i // 2:03d}", true=cls, predicted=pred,
+                             source="rsna" if cls != "COVID-19" else ("cohen" if i % 2 else "sirm"),
+                             p_normal=probs[0], p_pneumonia=probs[1], p_covid=probs[2], seed=0))
+    return pd.DataFrame(rows)
+
+
+def test_per_source_accuracy_and_auroc():
+    frame = _predictions()
+    table = audit.per_source_accuracy(frame, n_boot=200)
+    assert set(table["source"]) == {"rsna", "cohen", "sirm"}
+    covid = table[table["true"] == "COVID-19"]
+    assert covid["n_images"].sum() == 20
+    for row in table.itertuples():
+        sub = frame[(frame["true"] == row.true) & (frame["source"] == row.source)]
+        assert row.accuracy == pytest.approx((sub["true"] == sub["predicted"]).mean())
+        assert row.ci_low <= row.accuracy <= row.ci_high
+
+    from sklearn.metrics import roc_auc_score
+
+    auc = audit.per_class_auroc(frame, n_boot=100)
+    assert list(auc["class"]) == ["normal", "pneumonia", "COVID-19"]
+    ref = roc_auc_score((frame["true"] == "COVID-19").astype(int), frame["p_covid"])
+    assert auc.iloc[2]["auroc"] == pytest.approx(ref)
+    assert (auc["ci_low"] <= auc["auroc"]).all() and (auc["auroc"] <= auc["ci_high"]).all()
+
+
+def test_test_time_hiding_and_verdict():
+    frames = []
+    for rep, acc in [("data", 0.95), ("lungs_removed", 0.9), ("lungs_boxed_out", 0.85)]:
+        f = _predictions(n_per_class=40, seed=1, acc=acc)
+        f["train_rep"], f["test_rep"] = "data", rep
+        frames.append(f)
+        g = f.copy()
+        g["train_rep"] = rep
+        frames.append(g)
+    pred = pd.concat(frames, ignore_index=True).drop_duplicates(["train_rep", "test_rep", "image_id"])
+    table = audit.test_time_hiding(pred, ["data", "lungs_removed", "lungs_boxed_out"], n_boot=200)
+    assert list(table["test_rep"]) == ["data", "lungs_removed", "lungs_boxed_out"]
+    assert np.isnan(table.iloc[0]["mcnemar_p"])
+    assert (table["ci_low"] <= table["accuracy"]).all()
+    own = audit.representation_comparison(pred, ["data", "lungs_removed", "lungs_boxed_out"], n_boot=200)
+    chance = audit.chance_level(pred[pred["test_rep"] == "data"]["true"])
+    assert chance == pytest.approx(1 / 3)
+    row = audit.verdict_row("alexnet", own, chance, margin=0.1, learned_margin=0.2)
+    assert row["learned"] and row["non_lung_signal"]
+    assert "outside the lungs" in row["paragraph"]
+    # a model at chance on boxed_out is not flagged
+    chance_frame = _predictions(n_per_class=40, seed=2, acc=1 / 3)
+    chance_frame["train_rep"] = chance_frame["test_rep"] = "lungs_boxed_out"
+    pred2 = pd.concat([pred[pred["train_rep"] != "lungs_boxed_out"], chance_frame], ignore_index=True)
+    own2 = audit.representation_comparison(pred2, ["data", "lungs_removed", "lungs_boxed_out"], n_boot=200)
+    row2 = audit.verdict_row("alexnet", own2, chance, margin=0.1, learned_margin=0.2)
+    assert row2["learned"] and not row2["non_lung_signal"]
+    md = audit.summary_markdown(pd.DataFrame([row, row2])[audit.VERDICT_COLUMNS], "test data")
+    assert "non_lung_signal" in md and "| alexnet" in md
