@@ -30,6 +30,7 @@ from . import CLASSES
 from .audit import bootstrap_weights, ratio_ci, mean_ci
 
 log = logging.getLogger(__name__)
+FIGURE_ROWS = ("COVID-19", "pneumonia", "normal")  # the paper's row order
 
 
 # ---------------------------------------------------------------------------------------------
@@ -253,7 +254,7 @@ def figure3(panels: list, reps, out_png, arch: str, grid, input_size: int, picks
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    classes = [c for c in CLASSES if c in set(p["true"] for p in panels)]
+    classes = [c for c in FIGURE_ROWS if c in set(p["true"] for p in panels)]
     fig, axes = plt.subplots(len(classes), len(reps), figsize=(2.1 * len(reps), 2.4 * len(classes) + 0.6),
                              squeeze=False)
     lookup = {(p["true"], p["rep"]): p for p in panels}

@@ -1,0 +1,41 @@
+# The audit verdict: one row per architecture, with the evidence and a plain-language paragraph.
+# `make run` then renders every report()-marked output into results/report.html (snakemake --report).
+
+
+def verdict_targets():
+    if "data" not in CLS_REPS:
+        return []
+    return [f"{RESULTS}/audit/verdict.csv", f"{RESULTS}/audit/summary.md"]
+
+
+rule verdict:
+    input:
+        index=f"{RESULTS}/representations/data/images.csv",
+        comparisons=expand(f"{RESULTS}/tables/comparison_{{arch}}.csv", arch=CLS_ARCHS),
+        attention=expand(f"{RESULTS}/tables/lung_attention_{{arch}}.csv", arch=CLS_ARCHS),
+    output:
+        csv=report(f"{RESULTS}/audit/verdict.csv", caption="../report/verdict.rst", category="Verdict"),
+        md=report(f"{RESULTS}/audit/summary.md", caption="../report/summary.rst", category="Verdict"),
+    params:
+        archs=CLS_ARCHS,
+        margin=AUDIT["margin"],
+        learned_margin=AUDIT["learned_margin"],
+        dataset=dataset_name(),
+        notes=[
+            "CIs: percentile bootstrap, patients resampled within class "
+            f"({AUDIT['n_boot']} resamples, seed {AUDIT['boot_seed']}).",
+            f"Margin for non_lung_signal: {AUDIT['margin']}; for learned: {AUDIT['learned_margin']}.",
+            "Source probe: not run in this version (no source_probe.csv).",
+        ],
+    log:
+        f"{LOGS}/verdict/verdict.log",
+    benchmark:
+        f"{BENCH}/verdict/verdict.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../scripts/verdict.py"

@@ -1,0 +1,35 @@
+"""Snakemake script: the audit verdict (results/audit/verdict.csv + summary.md)."""
+from hideseek.rulelog import rule_logging
+
+with rule_logging(snakemake.log[0]) as log:
+    import numpy as np
+    import pandas as pd
+
+    from hideseek import audit
+    from hideseek.io import write_csv_atomic, write_text_atomic
+
+    p = snakemake.params
+    index = pd.read_csv(snakemake.input.index)
+    chance = audit.chance_level(index.loc[index["partition"] == "test", "label"])
+    probe = {}
+    if snakemake.input.get("probe"):
+        table = pd.read_csv(snakemake.input.probe)
+        hit = table[(table["representation"] == "data") & (table["true_class"] == "all")] if len(table) else table
+        if len(hit):
+            probe = dict(accuracy=float(hit.iloc[0]["accuracy"]), baseline=float(hit.iloc[0]["baseline"]))
+    rows = []
+    for arch, comparison, attention in zip(p.archs, snakemake.input.comparisons, snakemake.input.attention):
+        own = pd.read_csv(comparison)
+        att = pd.read_csv(attention)
+        hit = att[(att["representation"] == "data") & (att["true_class"] == "all")]
+        attn = {}
+        if len(hit):
+            r = hit.iloc[0]
+            attn = dict(ratio=r["mask_ratio"], ci_low=r["mask_ratio_ci_low"], ci_high=r["mask_ratio_ci_high"],
+                        share=r["mask_energy_share"])
+        rows.append(audit.verdict_row(arch, own, chance, p.margin, p.learned_margin, attn, probe))
+    verdict = pd.DataFrame(rows)[audit.VERDICT_COLUMNS]
+    write_csv_atomic(verdict, snakemake.output.csv)
+    write_text_atomic(snakemake.output.md, audit.summary_markdown(verdict, p.dataset, p.notes))
+    log.info("verdict:\n%s", verdict[["arch", "acc_data", "acc_lungs_boxed_out", "chance", "learned",
+                                      "non_lung_signal"]].to_string())
