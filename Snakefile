@@ -14,6 +14,8 @@ validate(config, "workflow/schemas/config.schema.yaml")
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/segmentation.smk"
+include: "workflow/rules/representations.smk"
 
 
 localrules:
@@ -21,6 +23,7 @@ localrules:
     table1,
     phantom_sheet,
     index_seg_sets,
+    figure1,
 
 
 rule all:

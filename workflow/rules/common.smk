@@ -65,6 +65,7 @@ def final_targets():
     ]
     if config["classification_data"]["kind"] == "phantom":
         targets.append(f"{RESULTS}/figures/phantom_samples.png")
+    targets += segmentation_targets()
     return targets
 
 
@@ -90,3 +91,62 @@ def segmentation_sets():
 
 def seg_index_inputs(wildcards):
     return [f"{PHANTOM}/seg"] if config["segmentation_data"]["kind"] == "phantom" else []
+
+
+# --- Lung segmentation and representations (segmentation.smk, representations.smk) ---------------
+SEG = f"{RESULTS}/segmentation"
+# Every representation is an image store with the same rows, order and shapes as results/data:
+# results/representations/{rep}/pixels.npy + images.csv (read with hideseek.store.ImageStore).
+ALL_REPRESENTATIONS = ["data", "lungs_isolated", "lungs_removed", "lungs_framed", "lungs_boxed_out"]
+# The ones the workflow builds: those the classifier grid uses (classification.representations), else all.
+REPRESENTATIONS = list(config.get("classification", {}).get("representations", ALL_REPRESENTATIONS))
+
+if (
+    config["segmentation"]["masks"] == "ground_truth"
+    and config["classification_data"]["kind"] != "phantom"
+):
+    raise ValueError(
+        "segmentation.masks: ground_truth uses the phantom's true lung masks, so it needs "
+        "classification_data.kind: phantom (this config has kind: "
+        f"{config['classification_data']['kind']}); use masks: predicted for your own images"
+    )
+
+
+def representation_store(rep):
+    return f"{RESULTS}/representations/{rep}/pixels.npy"
+
+
+def segment_images_inputs(wildcards):
+    inputs = dict(pixels=f"{RESULTS}/data/pixels.npy", index=f"{RESULTS}/data/images.csv")
+    if config["classification_data"]["kind"] == "phantom":
+        # the true masks: used as the masks (ground_truth) or to score the predicted ones by class
+        inputs["truth"] = f"{PHANTOM}/covidx/masks"
+    if config["segmentation"]["masks"] == "predicted":
+        inputs["model"] = f"{SEG}/unet.pt"
+    return inputs
+
+
+def representation_inputs(wildcards):
+    inputs = dict(pixels=f"{RESULTS}/data/pixels.npy", index=f"{RESULTS}/data/images.csv")
+    if wildcards.rep != "data":  # data is the store image itself: it needs no mask
+        inputs.update(mask_pixels=f"{SEG}/masks/pixels.npy", mask_index=f"{SEG}/masks/images.csv")
+    return inputs
+
+
+def segmentation_dataset_name():
+    data = config["segmentation_data"]
+    if data["kind"] == "phantom":
+        return f"built-in phantom segmentation sets (seed {config['phantom']['seed']})"
+    return f"trained on {data['train']['images']}; test sets " + ", ".join(
+        f"{name} ({folder['images']})" for name, folder in data["test_sets"].items()
+    )
+
+
+def segmentation_targets():
+    return [
+        f"{RESULTS}/tables/table2_segmentation.csv",
+        f"{RESULTS}/tables/table2_segmentation.md",
+        f"{SEG}/mask_summary.md",
+        f"{RESULTS}/figures/figure1_representations.png",
+        *(representation_store(rep) for rep in REPRESENTATIONS),
+    ]

@@ -1,0 +1,226 @@
+"""Lung masks for every classification image: predicted or ground truth, with QC.
+
+Output: a mask store in the image store's format (same rows, order and shapes as
+``results/data/images.csv``; values 0/255), a QC table per image and a summary of mask area
+by class and source. A mask whose area differs by class is itself a leak: the summary tests it.
+
+QC flags (``flag`` column, ``;``-separated, empty when the mask looks like a pair of lungs):
+
+* ``empty``          -- no lung pixel;
+* ``too_small`` / ``too_large`` -- lung fraction outside [min_lung_fraction, max_lung_fraction];
+* ``one_component``  -- a single lung-like component;
+* ``unbalanced``     -- the smaller lung is below min_component_ratio × the larger.
+
+What happens to a flagged mask is the config's ``qc.on_flagged`` policy:
+
+* ``keep``       -- use it as it is (an empty mask hides nothing in lungs_removed);
+* ``mean_mask``  -- replace it by the mean of the unflagged masks (in the image's own frame,
+  each mask stretched to a unit square), so the representations still hide a plausible lung
+  region (default);
+* ``fail``       -- stop and list the flagged images.
+
+More than ``qc.max_flagged_fraction`` flagged images stops the run whatever the policy: the
+segmenter is not fit for these images.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from . import CLASSES, InputError
+from .ingest import format_problems
+from .io import write_csv_atomic, write_text_atomic
+from .representations import label_components, write_derived_store
+from .store import ImageStore
+
+log = logging.getLogger(__name__)
+
+QC_COLUMNS = ["image_id", "label", "source", "partition", "height", "width", "lung_fraction", "raw_lung_fraction",
+              "n_components", "n_kept", "component_ratio", "flag", "action"]
+TEMPLATE_SIDE = 64
+
+
+def mask_qc(raw: np.ndarray, mask: np.ndarray, qc_cfg: dict) -> dict:
+    """QC numbers and flags of one final mask (`raw`: before component selection)."""
+    _, raw_areas = label_components(raw)
+    _, areas = label_components(mask)
+    areas = np.sort(areas)[::-1]
+    fraction = float(mask.mean())
+    ratio = float(areas[1] / areas[0]) if len(areas) >= 2 else 0.0
+    flags = []
+    if fraction == 0:
+        flags.append("empty")
+    else:
+        if fraction < qc_cfg["min_lung_fraction"]:
+            flags.append("too_small")
+        if fraction > qc_cfg["max_lung_fraction"]:
+            flags.append("too_large")
+        if len(areas) < 2:
+            flags.append("one_component")
+        elif ratio < qc_cfg["min_component_ratio"]:
+            flags.append("unbalanced")
+    return dict(lung_fraction=fraction, raw_lung_fraction=float(raw.mean()), n_components=int(len(raw_areas)),
+                n_kept=int(len(areas)), component_ratio=ratio, flag=";".join(flags))
+
+
+def _to_template(mask: np.ndarray) -> np.ndarray:
+    return cv2.resize(mask.astype(np.float32), (TEMPLATE_SIDE, TEMPLATE_SIDE), interpolation=cv2.INTER_AREA)
+
+
+def _from_template(template: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    return cv2.resize(template, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR) >= 0.5
+
+
+def ground_truth_masks(index: pd.DataFrame, mask_dir: str | Path):
+    """The phantom's true masks for each store image, resized (nearest) to the store shape."""
+    from .segdata import read_mask
+
+    mask_dir = Path(mask_dir)
+    missing = [name for name in index["filename"] if not (mask_dir / name).is_file()]
+    if missing:
+        raise InputError(format_problems([f"{mask_dir / n}: ground-truth mask not found" for n in missing],
+                                         "segmentation.masks is ground_truth but masks are missing"))
+    for row in index.itertuples(index=False):
+        truth = read_mask(mask_dir / row.filename)
+        shape = (int(row.height), int(row.width))
+        if truth.shape != shape:
+            truth = cv2.resize(truth.astype(np.uint8), (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST) > 0
+        yield truth, truth
+
+
+def segment_store(store: ImageStore, masks_iter, cfg: dict, out_pixels, out_index, out_qc, out_summary,
+                  out_summary_md, progress: bool = True, truth_dir: str | Path | None = None) -> pd.DataFrame:
+    """Write the mask store, the QC table and the summary; apply the flagged-mask policy.
+
+    `masks_iter` yields (raw, final) bool masks in store order (from
+    :meth:`hideseek.segmentation.LungSegmenter.segment` or :func:`ground_truth_masks`).
+    With `truth_dir` (the phantom's true masks), each predicted mask's Dice against the truth is
+    added (``dice_vs_truth``) and summarised by class and source: a segmenter that is worse on
+    one class is a bias the audit must know about.
+    """
+    qc_cfg = cfg["qc"]
+    index = store.index
+    truths = ground_truth_masks(index, truth_dir) if truth_dir is not None else None
+    rows, template_sum, n_template = [], np.zeros((TEMPLATE_SIDE, TEMPLATE_SIDE), np.float64), 0
+
+    def finals():
+        nonlocal template_sum, n_template
+        for position, (raw, mask) in enumerate(masks_iter):
+            meta = index.iloc[position]
+            if mask.shape != (int(meta["height"]), int(meta["width"])):
+                raise ValueError(f"mask of {meta['image_id']} is {mask.shape}, image is {(meta['height'], meta['width'])}")
+            row = dict(image_id=meta["image_id"], label=meta["label"], source=meta["source"],
+                       partition=meta["partition"], height=int(meta["height"]), width=int(meta["width"]),
+                       **mask_qc(raw, mask, qc_cfg))
+            if truths is not None:
+                truth = next(truths)[1]
+                total = int(truth.sum()) + int(mask.sum())
+                row["dice_vs_truth"] = 2.0 * int((truth & mask).sum()) / total if total else 1.0
+            row["action"] = "kept" if not row["flag"] else "pending"
+            if not row["flag"]:
+                template_sum += _to_template(mask)
+                n_template += 1
+            rows.append(row)
+            yield mask.astype(np.uint8) * 255
+
+    write_derived_store(index, finals(), out_pixels, out_index, progress=progress, desc="lung masks")
+    qc = pd.DataFrame(rows, columns=QC_COLUMNS + (["dice_vs_truth"] if truths is not None else []))
+    flagged = qc["flag"] != ""
+    share = float(flagged.mean()) if len(qc) else 0.0
+    problems = [f"{r.image_id}: {r.flag} (lung fraction {r.lung_fraction:.3f})" for r in qc[flagged].itertuples()]
+    if flagged.any() and (qc_cfg["on_flagged"] == "fail" or share > qc_cfg["max_flagged_fraction"]):
+        Path(out_pixels).unlink(missing_ok=True)
+        Path(out_index).unlink(missing_ok=True)
+        why = ("segmentation.qc.on_flagged is fail" if qc_cfg["on_flagged"] == "fail" else
+               f"{share:.1%} of the masks are flagged, more than segmentation.qc.max_flagged_fraction "
+               f"({qc_cfg['max_flagged_fraction']:.0%}): the segmenter does not fit these images")
+        raise InputError(format_problems(problems, f"implausible lung masks ({why})"))
+    if flagged.any():
+        if qc_cfg["on_flagged"] == "mean_mask" and n_template == 0:
+            raise InputError("every lung mask is flagged, so there is no mean mask to substitute "
+                             "(set segmentation.qc.on_flagged: keep to use them anyway)")
+        log.warning("%d of %d lung masks flagged (%s): %s", int(flagged.sum()), len(qc),
+                    qc_cfg["on_flagged"], "; ".join(problems[:10]) + (" ..." if len(problems) > 10 else ""))
+        if qc_cfg["on_flagged"] == "mean_mask":
+            template = template_sum / n_template
+            pixels = np.load(out_pixels, mmap_mode="r+")
+            for position in np.flatnonzero(flagged.to_numpy()):
+                meta = index.iloc[position]
+                shape = (int(meta["height"]), int(meta["width"]))
+                start = int(meta["offset"])
+                pixels[start:start + shape[0] * shape[1]] = (_from_template(template, shape).astype(np.uint8) * 255).ravel()
+            pixels.flush()
+            del pixels
+            qc.loc[flagged, "action"] = "replaced_by_mean_mask"
+        else:
+            qc.loc[flagged, "action"] = "kept"
+    write_csv_atomic(qc, out_qc)
+    summary = summarize_masks(qc)
+    write_csv_atomic(summary, out_summary)
+    write_text_atomic(out_summary_md, summary_markdown(qc, summary, cfg))
+    log.info("lung masks: %d images, %d flagged, mean lung fraction %.3f", len(qc), int(flagged.sum()),
+             qc["lung_fraction"].mean() if len(qc) else float("nan"))
+    return qc
+
+
+def summarize_masks(qc: pd.DataFrame) -> pd.DataFrame:
+    """Mask area by class × source: images, mean/sd/median lung fraction, flagged masks."""
+    grouped = qc.groupby(["label", "source"], sort=True)
+    summary = grouped.agg(
+        n_images=("image_id", "size"),
+        lung_fraction_mean=("lung_fraction", "mean"),
+        lung_fraction_sd=("lung_fraction", "std"),
+        lung_fraction_median=("lung_fraction", "median"),
+        n_flagged=("flag", lambda f: int((f != "").sum())),
+        **({"dice_vs_truth_mean": ("dice_vs_truth", "mean")} if "dice_vs_truth" in qc else {}),
+    ).reset_index()
+    order = {c: i for i, c in enumerate(CLASSES)}
+    return summary.sort_values(["label", "source"], key=lambda s: s.map(order) if s.name == "label" else s,
+                               kind="stable").reset_index(drop=True)
+
+
+def class_difference(qc: pd.DataFrame) -> tuple[float, float]:
+    """Kruskal-Wallis test of lung fraction across classes: (H, p). NaN if it cannot be computed."""
+    from scipy.stats import kruskal
+
+    groups = [g["lung_fraction"].to_numpy() for _, g in qc.groupby("label") if len(g) > 1]
+    if len(groups) < 2 or all(np.ptp(g) == 0 for g in groups):
+        return float("nan"), float("nan")
+    statistic, p_value = kruskal(*groups)
+    return float(statistic), float(p_value)
+
+
+def summary_markdown(qc: pd.DataFrame, summary: pd.DataFrame, cfg: dict) -> str:
+    h, p = class_difference(qc)
+    lines = ["# Lung masks: quality control", "",
+             f"Masks: {cfg['masks']}. {len(qc)} images; {int((qc['flag'] != '').sum())} flagged "
+             f"(policy: {cfg['qc']['on_flagged']}).", ""]
+    by_class = qc.groupby("label")["lung_fraction"].agg(["size", "mean", "median"])
+    by_class = by_class.reindex([c for c in CLASSES if c in by_class.index])
+    lines += ["## Lung area by class", "", "| class | images | mean lung fraction | median |", "|---|---|---|---|"]
+    lines += [f"| {label} | {int(r['size'])} | {r['mean']:.3f} | {r['median']:.3f} |" for label, r in by_class.iterrows()]
+    if np.isfinite(p):
+        spread = (by_class["mean"].max() - by_class["mean"].min()) / max(float(qc["lung_fraction"].std()), 1e-12)
+        test = f"Kruskal–Wallis H = {h:.2f}, p = {p:.3g}; class means differ by {spread:.2f} pooled SD"
+        if p < 0.01:
+            lines += ["", f"Lung fraction **differs by class** ({test}). The masks carry some class information: "
+                      "a classifier could partly read the class from the mask's area or shape, so compare the "
+                      "representations with that in mind."]
+        else:
+            lines += ["", f"Lung fraction does not differ detectably by class ({test})."]
+    if "dice_vs_truth" in qc:
+        dice = qc.groupby("label")["dice_vs_truth"].agg(["mean", "min"])
+        dice = dice.reindex([c for c in CLASSES if c in dice.index])
+        lines += ["", "## Agreement with the phantom's true masks (Dice)", "", "| class | mean Dice | worst |",
+                  "|---|---|---|"]
+        lines += [f"| {label} | {r['mean']:.3f} | {r['min']:.3f} |" for label, r in dice.iterrows()]
+    lines += ["", "## By class and source", "", summary.to_markdown(index=False, floatfmt=".3f")]
+    flags = qc.loc[qc["flag"] != "", "flag"].str.split(";").explode().value_counts()
+    lines += ["", "## Flags", ""]
+    lines += [f"- {flag}: {count}" for flag, count in flags.items()] or ["None."]
+    return "\n".join(lines) + "\n"

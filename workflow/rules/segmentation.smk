@@ -1,0 +1,86 @@
+# Lung segmentation: U-Net training, Table 2, and lung masks (+ QC) for the classification images.
+# Helpers (SEG, segment_images_inputs, ...) live at the end of common.smk.
+
+
+rule train_unet:
+    input:
+        sets=f"{RESULTS}/data/seg_sets.csv",
+    output:
+        model=f"{SEG}/unet.pt",
+        history=f"{SEG}/unet_history.csv",
+    params:
+        cfg=config["segmentation"],
+        # Resumable checkpoints live outside the declared outputs (Snakemake deletes those on failure).
+        checkpoint_dir=f"{RESULTS}/checkpoints/unet",
+    log:
+        f"{LOGS}/train_unet.log",
+    benchmark:
+        f"{BENCH}/train_unet.tsv"
+    threads: config["segmentation"]["threads"]
+    resources:
+        mem_mb=6000,
+        runtime=360,
+        gpu=config["resources"]["gpu"],
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/train_unet.py"
+
+
+rule evaluate_unet:
+    input:
+        sets=f"{RESULTS}/data/seg_sets.csv",
+        model=f"{SEG}/unet.pt",
+    output:
+        csv=report(
+            f"{RESULTS}/tables/table2_segmentation.csv",
+            caption="../report/table2.rst",
+            category="Tables",
+        ),
+        md=f"{RESULTS}/tables/table2_segmentation.md",
+        per_image=f"{SEG}/table2_per_image.csv",
+    params:
+        cfg=config["segmentation"],
+        dataset=segmentation_dataset_name(),
+    log:
+        f"{LOGS}/evaluate_unet.log",
+    benchmark:
+        f"{BENCH}/evaluate_unet.tsv"
+    threads: config["segmentation"]["threads"]
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/evaluate_unet.py"
+
+
+rule segment_images:
+    input:
+        unpack(segment_images_inputs),
+    output:
+        pixels=f"{SEG}/masks/pixels.npy",
+        index=f"{SEG}/masks/images.csv",
+        qc=f"{SEG}/mask_qc.csv",
+        summary=f"{SEG}/mask_summary.csv",
+        summary_md=report(
+            f"{SEG}/mask_summary.md",
+            caption="../report/mask_summary.rst",
+            category="Segmentation",
+        ),
+    params:
+        cfg=config["segmentation"],
+    log:
+        f"{LOGS}/segment_images.log",
+    benchmark:
+        f"{BENCH}/segment_images.tsv"
+    threads: config["segmentation"]["threads"]
+    resources:
+        mem_mb=4000,
+        runtime=120,
+        gpu=config["resources"]["gpu"],
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/segment_images.py"
