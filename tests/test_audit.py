@@ -142,3 +142,28 @@ def test_test_time_hiding_and_verdict():
     assert row2["learned"] and not row2["non_lung_signal"]
     md = audit.summary_markdown(pd.DataFrame([row, row2])[audit.VERDICT_COLUMNS], "test data")
     assert "non_lung_signal" in md and "| alexnet" in md
+
+
+def test_source_probe_rows_and_skip_reason():
+    rows = []
+    for i in range(40):
+        cls = ["normal", "COVID-19"][i % 2]
+        src = "rsna" if cls == "normal" else ("cohen" if i % 4 == 1 else "sirm")
+        rows.append(dict(true_class=cls, source=src, predicted_source=src, patient_id=f"p{i}"))
+    frame = pd.DataFrame(rows)
+    out = pd.DataFrame(audit.probe_rows(frame, "data", n_boot=100))
+    normal = out[out["true_class"] == "normal"].iloc[0]
+    assert "single source" in normal["note"]
+    covid = out[out["true_class"] == "COVID-19"].iloc[0]
+    assert covid["accuracy"] == 1.0 and covid["baseline"] == 0.5 and covid["above_baseline"]
+    assert covid["balanced_chance"] == 0.5
+    # a probe that only knows the class predicts the class's majority source: never above baseline
+    frame["predicted_source"] = frame["true_class"].map({"normal": "rsna", "COVID-19": "sirm"})
+    covid = pd.DataFrame(audit.probe_rows(frame, "data", n_boot=100)).query("true_class == 'COVID-19'").iloc[0]
+    assert covid["accuracy"] == covid["baseline"] and not covid["above_baseline"]
+
+    index = pd.DataFrame(dict(label=["normal", "COVID-19"], source=["rsna", "cohen"], partition="test"))
+    assert "single source" in audit.probe_skip_reason(index)
+    assert "no source" in audit.probe_skip_reason(index.drop(columns="source"))
+    index2 = pd.DataFrame(dict(label=["COVID-19", "COVID-19"], source=["sirm", "cohen"], partition="test"))
+    assert audit.probe_skip_reason(index2) is None

@@ -111,3 +111,63 @@ rule audit_tables:
         "../../envs/data.yaml"
     script:
         "../scripts/audit_tables.py"
+
+
+# Source probe: the cheapest configured architecture (unless audit.source_probe.arch names one)
+# trained to predict the data source from each representation, scored within each class.
+PROBE_COST_ORDER = ["alexnet", "covidnet_cxr3a", "covidnet_cxr4a", "resnet50", "vgg11"]
+
+
+def probe_arch():
+    chosen = AUDIT["source_probe"].get("arch")
+    return chosen or min(CLS_ARCHS, key=PROBE_COST_ORDER.index)
+
+
+def probe_recipe():
+    recipe = dict(classifier_recipe(probe_arch()))
+    if AUDIT["source_probe"].get("epochs"):
+        recipe["epochs"] = AUDIT["source_probe"]["epochs"]
+    return recipe
+
+
+def probe_reps():
+    return [r for r in AUDIT["source_probe"]["representations"] if r in CLS_REPS]
+
+
+def source_probe_targets():
+    if not AUDIT["source_probe"]["enabled"] or not probe_reps():
+        return []
+    return [f"{RESULTS}/tables/source_probe.csv"]
+
+
+rule source_probe:
+    input:
+        **{f"pixels_{rep}": f"{RESULTS}/representations/{rep}/pixels.npy" for rep in probe_reps()},
+        **{f"index_{rep}": f"{RESULTS}/representations/{rep}/images.csv" for rep in probe_reps()},
+    output:
+        report(
+            f"{RESULTS}/tables/source_probe.csv",
+            caption="../report/source_probe.rst",
+            category="Source probe",
+        ),
+    params:
+        arch=probe_arch(),
+        recipe=probe_recipe(),
+        reps=probe_reps(),
+        seed=CLS_SEEDS[0],
+        device=CLS["device"],
+        checkpoint_dir=f"{RESULTS}/checkpoints/source_probe",
+        **AUDIT_STATS,
+    log:
+        f"{LOGS}/source_probe/source_probe.log",
+    benchmark:
+        f"{BENCH}/source_probe/source_probe.tsv"
+    threads: CLS["resources"]["threads"]
+    resources:
+        mem_mb=CLS["resources"]["mem_mb"],
+        runtime=CLS["resources"]["train_runtime"],
+        gpu=config["resources"]["gpu"],
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/source_probe.py"

@@ -5,7 +5,7 @@
 def verdict_targets():
     if "data" not in CLS_REPS:
         return []
-    return [f"{RESULTS}/audit/verdict.csv", f"{RESULTS}/audit/summary.md"]
+    return [f"{RESULTS}/audit/verdict.csv", f"{RESULTS}/audit/summary.md", *source_probe_targets()]
 
 
 rule verdict:
@@ -13,6 +13,7 @@ rule verdict:
         index=f"{RESULTS}/representations/data/images.csv",
         comparisons=expand(f"{RESULTS}/tables/comparison_{{arch}}.csv", arch=CLS_ARCHS),
         attention=expand(f"{RESULTS}/tables/lung_attention_{{arch}}.csv", arch=CLS_ARCHS),
+        probe=source_probe_targets(),
     output:
         csv=report(f"{RESULTS}/audit/verdict.csv", caption="../report/verdict.rst", category="Verdict"),
         md=report(f"{RESULTS}/audit/summary.md", caption="../report/summary.rst", category="Verdict"),
@@ -25,7 +26,11 @@ rule verdict:
             "CIs: percentile bootstrap, patients resampled within class "
             f"({AUDIT['n_boot']} resamples, seed {AUDIT['boot_seed']}).",
             f"Margin for non_lung_signal: {AUDIT['margin']}; for learned: {AUDIT['learned_margin']}.",
-            "Source probe: not run in this version (no source_probe.csv).",
+            (
+                f"Source probe ({probe_arch()}, representation data): results/tables/source_probe.csv."
+                if source_probe_targets()
+                else "Source probe: disabled (audit.source_probe.enabled: false)."
+            ),
         ],
     log:
         f"{LOGS}/verdict/verdict.log",

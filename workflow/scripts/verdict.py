@@ -12,10 +12,12 @@ with rule_logging(snakemake.log[0]) as log:
     index = pd.read_csv(snakemake.input.index)
     chance = audit.chance_level(index.loc[index["partition"] == "test", "label"])
     probe = {}
-    if snakemake.input.get("probe"):
-        table = pd.read_csv(snakemake.input.probe)
-        hit = table[(table["representation"] == "data") & (table["true_class"] == "all")] if len(table) else table
-        if len(hit):
+    probe_files = snakemake.input.get("probe", [])
+    probe_files = [probe_files] if isinstance(probe_files, str) else list(probe_files)
+    if probe_files:
+        table = pd.read_csv(probe_files[0])
+        hit = table[(table["representation"] == "data") & (table["true_class"] == "all")]
+        if "accuracy" in table.columns and len(hit) and pd.notna(hit.iloc[0]["accuracy"]):
             probe = dict(accuracy=float(hit.iloc[0]["accuracy"]), baseline=float(hit.iloc[0]["baseline"]))
     rows = []
     for arch, comparison, attention in zip(p.archs, snakemake.input.comparisons, snakemake.input.attention):
