@@ -255,7 +255,7 @@ def figure3(panels: list, reps, out_png, arch: str, grid, input_size: int, picks
     import matplotlib.pyplot as plt
 
     classes = [c for c in FIGURE_ROWS if c in set(p["true"] for p in panels)]
-    fig, axes = plt.subplots(len(classes), len(reps), figsize=(2.1 * len(reps), 2.4 * len(classes) + 0.6),
+    fig, axes = plt.subplots(len(classes), len(reps), figsize=(max(2.1 * len(reps), 4.2), 2.4 * len(classes) + 0.9),
                              squeeze=False)
     lookup = {(p["true"], p["rep"]): p for p in panels}
     for r, cls in enumerate(classes):
@@ -275,8 +275,8 @@ def figure3(panels: list, reps, out_png, arch: str, grid, input_size: int, picks
                 rule = picks.set_index("true").loc[cls, "rule"] if cls in set(picks["true"]) else ""
                 ax.set_ylabel(f"{cls}\n{panel['image_id']}\n({rule})", fontsize=8)
     grid_text = f"{grid[0]}×{grid[1]}" if grid else "?"
-    fig.suptitle(f"Figure 3 — {arch}: Grad-CAM of the predicted class (native grid {grid_text}, "
-                 f"upsampled to {input_size} px)", fontsize=10)
+    fig.suptitle(f"Figure 3 — {arch}\nGrad-CAM of the predicted class\n(native grid {grid_text}, "
+                 f"upsampled to {input_size} px)", fontsize=9)
     fig.tight_layout()
     from .io import atomic_path
 
