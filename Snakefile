@@ -16,6 +16,9 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/segmentation.smk"
 include: "workflow/rules/representations.smk"
+include: "workflow/rules/classification.smk"
+include: "workflow/rules/explain.smk"
+include: "workflow/rules/report.smk"
 
 
 localrules:
@@ -24,6 +27,10 @@ localrules:
     phantom_sheet,
     index_seg_sets,
     figure1,
+    fetch_pretrained_weights,
+    classifier_table,
+    audit_tables,
+    verdict,
 
 
 rule all:

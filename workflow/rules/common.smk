@@ -5,10 +5,9 @@ from pathlib import Path
 # Jobs import the project's library from src/ (also inside conda envs and on cluster nodes,
 # where the job re-reads this file before running).
 _SRC = str(Path(workflow.basedir) / "src")
-if _SRC not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
-    os.environ["PYTHONPATH"] = os.pathsep.join(
-        p for p in (_SRC, os.environ.get("PYTHONPATH", "")) if p
-    )
+_PYTHONPATH = os.environ.get("PYTHONPATH", "")
+if _SRC not in _PYTHONPATH.split(os.pathsep):
+    os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (_SRC, _PYTHONPATH) if p))
 
 RESULTS = "results"
 PHANTOM = f"{RESULTS}/phantom"
@@ -66,6 +65,8 @@ def final_targets():
     if config["classification_data"]["kind"] == "phantom":
         targets.append(f"{RESULTS}/figures/phantom_samples.png")
     targets += segmentation_targets()
+    targets += classifier_table_targets()  # Tables 3-7 (classification.smk)
+    targets += audit_targets()  # Figure 3, lung attention, CIs, verdict (explain.smk, report.smk)
     return targets
 
 
@@ -150,3 +151,9 @@ def segmentation_targets():
         f"{RESULTS}/figures/figure1_representations.png",
         *(representation_store(rep) for rep in REPRESENTATIONS),
     ]
+
+
+# --- Explain and audit (explain.smk, report.smk) --------------------------------------------------
+def audit_targets():
+    """Figure 3 and lung attention per architecture, test-time hiding and comparison tables, verdict."""
+    return audit_arch_targets() + verdict_targets()
