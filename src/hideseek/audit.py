@@ -305,10 +305,10 @@ def verdict_paragraph(row: dict) -> str:
     parts.append(f"With the lungs removed (mask only): {removed}.")
     ratio = row.get("lung_attention_data", np.nan)
     if np.isfinite(ratio):
-        parts.append(f"Its Grad-CAM energy on the full images falls inside the lung mask "
-                     f"{ratio:.2f}× as often as the mask's share of the image area would give "
+        parts.append(f"On the full images, {row['lung_energy_share_data']:.0%} of its Grad-CAM energy lies inside "
+                     f"the lung mask: {ratio:.2f}× the mask's share of the image area "
                      f"(CI {row['lung_attention_data_ci_low']:.2f}–{row['lung_attention_data_ci_high']:.2f}; "
-                     "1 = no preference for the lungs).")
+                     "1 = no preference for the lungs; read it with the CAM's coarse native grid in mind).")
     if np.isfinite(row.get("source_probe_accuracy", np.nan)):
         parts.append(f"A source probe predicts the data source within class with accuracy "
                      f"{row['source_probe_accuracy']:.3f} (within-class majority baseline "
