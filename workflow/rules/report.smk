@@ -2,21 +2,35 @@
 # `make run` then renders every report()-marked output into results/report.html (snakemake --report).
 
 
-def verdict_targets():
-    if "data" not in CLS_REPS:
-        return []
-    return [f"{RESULTS}/audit/verdict.csv", f"{RESULTS}/audit/summary.md", *source_probe_targets()]
-
-
 rule verdict:
     input:
         index=f"{RESULTS}/representations/data/images.csv",
         comparisons=expand(f"{RESULTS}/tables/comparison_{{arch}}.csv", arch=CLS_ARCHS),
-        attention=expand(f"{RESULTS}/tables/lung_attention_{{arch}}.csv", arch=CLS_ARCHS),
+        attention=expand(
+            f"{RESULTS}/tables/lung_attention_{{arch}}.csv", arch=CLS_ARCHS
+        ),
         probe=source_probe_targets(),
     output:
-        csv=report(f"{RESULTS}/audit/verdict.csv", caption="../report/verdict.rst", category="Verdict"),
-        md=report(f"{RESULTS}/audit/summary.md", caption="../report/summary.rst", category="Verdict"),
+        csv=report(
+            f"{RESULTS}/audit/verdict.csv",
+            caption="../report/verdict.rst",
+            category="Verdict",
+        ),
+        md=report(
+            f"{RESULTS}/audit/summary.md",
+            caption="../report/summary.rst",
+            category="Verdict",
+        ),
+    log:
+        f"{LOGS}/verdict/verdict.log",
+    benchmark:
+        f"{BENCH}/verdict/verdict.tsv"
+    conda:
+        "../../envs/data.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
     params:
         archs=CLS_ARCHS,
         margin=AUDIT["margin"],
@@ -32,15 +46,5 @@ rule verdict:
                 else "Source probe: disabled (audit.source_probe.enabled: false)."
             ),
         ],
-    log:
-        f"{LOGS}/verdict/verdict.log",
-    benchmark:
-        f"{BENCH}/verdict/verdict.tsv"
-    threads: 1
-    resources:
-        mem_mb=1000,
-        runtime=5,
-    conda:
-        "../../envs/data.yaml"
     script:
         "../scripts/verdict.py"
