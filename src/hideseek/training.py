@@ -490,6 +490,7 @@ def train_classifier(
 
     from .augment import AugmentConfig, augment_batch
 
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS (CUDA)
     seed_everything(seed)
     dev = resolve_device(device)
     if dev.type == "cpu":
@@ -563,10 +564,10 @@ def train_classifier(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            loss_sum += float(loss.detach()) * len(y)
+            loss_sum = loss_sum + loss.detach() * len(y)  # stays on the device: no sync per step
             seen += len(y)
-            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", refresh=False)
         bar.close()
+        loss_sum = float(loss_sum)
         train_seconds = time.perf_counter() - started
 
         started = time.perf_counter()

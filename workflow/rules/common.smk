@@ -153,7 +153,137 @@ def segmentation_targets():
     ]
 
 
+# --- Classifier grid (classification.smk) ---------------------------------------------------------
+import sys
+
+if _SRC not in sys.path:
+    sys.path.insert(0, _SRC)
+from hideseek.classifier_tables import TABLE_NUMBERS
+from hideseek.training import resolve_recipe
+
+CLS = config["classification"]
+CLS_ARCHS = list(CLS["architectures"])
+CLS_SEEDS = [int(s) for s in CLS["seeds"]]
+# The representations the grid trains on and tests on (every one by default).
+CLS_REPS = list(CLS["representations"])
+CLASSIFIERS = f"{RESULTS}/classifiers"
+PREDICTIONS = f"{RESULTS}/predictions"
+# Resumable per-epoch checkpoints live outside every declared output: Snakemake deletes the
+# outputs of a failed job, and a resumed job needs them.
+CLS_CHECKPOINTS = f"{RESULTS}/checkpoints/classifiers"
+CLS_WILDCARDS = dict(arch="|".join(TABLE_NUMBERS), rep="|".join(CLS_REPS), seed=r"\d+", num="[3-7]")
+
+
+def classifier_recipe(arch):
+    return resolve_recipe(CLS, arch)
+
+
+def uses_pretrained(arch):
+    return bool(classifier_recipe(arch)["pretrained"]) and not arch.startswith("covidnet")
+
+
+def pretrained_weights_file(arch):
+    local = (CLS["pretrained_files"] or {}).get(arch)
+    return local if local else f"{CLS['weights_cache']}/{arch}_imagenet1k_v1.pth"
+
+
+def train_classifier_inputs(wildcards):
+    inputs = dict(
+        pixels=f"{RESULTS}/representations/{wildcards.rep}/pixels.npy",
+        index=f"{RESULTS}/representations/{wildcards.rep}/images.csv",
+    )
+    if uses_pretrained(wildcards.arch):
+        inputs["weights"] = pretrained_weights_file(wildcards.arch)
+    return inputs
+
+
+def evaluate_classifier_inputs(wildcards):
+    inputs = dict(model=f"{CLASSIFIERS}/{wildcards.arch}/{wildcards.rep}/seed{wildcards.seed}/model.pt")
+    for rep in CLS_REPS:
+        inputs[f"pixels_{rep}"] = f"{RESULTS}/representations/{rep}/pixels.npy"
+        inputs[f"index_{rep}"] = f"{RESULTS}/representations/{rep}/images.csv"
+    return inputs
+
+
+def classifier_table_inputs(wildcards):
+    if TABLE_NUMBERS[wildcards.arch] != int(wildcards.num):
+        raise ValueError(
+            f"table{wildcards.num}_{wildcards.arch}: {wildcards.arch} is Table {TABLE_NUMBERS[wildcards.arch]}"
+        )
+    return expand(
+        f"{PREDICTIONS}/{wildcards.arch}/{{rep}}/seed{{seed}}.csv", rep=CLS_REPS, seed=CLS_SEEDS
+    )
+
+
+def classifier_table_targets():
+    return expand(
+        f"{RESULTS}/tables/table{{n}}_{{arch}}.{{ext}}",
+        zip,
+        n=[TABLE_NUMBERS[a] for a in CLS_ARCHS for _ in ("csv", "md")],
+        arch=[a for a in CLS_ARCHS for _ in ("csv", "md")],
+        ext=["csv", "md"] * len(CLS_ARCHS),
+    )
+
+
 # --- Explain and audit (explain.smk, report.smk) --------------------------------------------------
+AUDIT = config["audit"]
+# Grad-CAM and the per-image attention use the first seed's models (CLS_*: classification.smk).
+AUDIT_STATS = dict(n_boot=AUDIT["n_boot"], boot_seed=AUDIT["boot_seed"], level=AUDIT["ci_level"])
+
+
 def audit_targets():
     """Figure 3 and lung attention per architecture, test-time hiding and comparison tables, verdict."""
     return audit_arch_targets() + verdict_targets()
+
+
+def gradcam_inputs(wildcards):
+    inputs = dict(mask_pixels=f"{SEG}/masks/pixels.npy", mask_index=f"{SEG}/masks/images.csv")
+    for rep in CLS_REPS:
+        inputs[f"model_{rep}"] = f"{CLASSIFIERS}/{wildcards.arch}/{rep}/seed{CLS_SEEDS[0]}/model.pt"
+        inputs[f"pred_{rep}"] = f"{PREDICTIONS}/{wildcards.arch}/{rep}/seed{CLS_SEEDS[0]}.csv"
+        inputs[f"pixels_{rep}"] = f"{RESULTS}/representations/{rep}/pixels.npy"
+        inputs[f"index_{rep}"] = f"{RESULTS}/representations/{rep}/images.csv"
+    return inputs
+
+
+def audit_arch_targets():
+    """Per-architecture Figure 3, lung attention and uncertainty tables (needs 'data' in the grid)."""
+    if "data" not in CLS_REPS:
+        return []
+    return [
+        *expand(f"{RESULTS}/figures/figure3_gradcam_{{arch}}.png", arch=CLS_ARCHS),
+        *expand(f"{RESULTS}/tables/lung_attention_{{arch}}.csv", arch=CLS_ARCHS),
+        *expand(f"{RESULTS}/tables/test_time_hiding_{{arch}}.csv", arch=CLS_ARCHS),
+        *expand(f"{RESULTS}/tables/comparison_{{arch}}.csv", arch=CLS_ARCHS),
+    ]
+
+
+PROBE_COST_ORDER = ["alexnet", "covidnet_cxr3a", "covidnet_cxr4a", "resnet50", "vgg11"]
+
+
+def probe_arch():
+    chosen = AUDIT["source_probe"].get("arch")
+    return chosen or min(CLS_ARCHS, key=PROBE_COST_ORDER.index)
+
+
+def probe_recipe():
+    recipe = dict(classifier_recipe(probe_arch()))
+    if AUDIT["source_probe"].get("epochs"):
+        recipe["epochs"] = AUDIT["source_probe"]["epochs"]
+    return recipe
+
+
+def probe_reps():
+    return [r for r in AUDIT["source_probe"]["representations"] if r in CLS_REPS]
+
+
+def source_probe_targets():
+    if not AUDIT["source_probe"]["enabled"] or not probe_reps():
+        return []
+    return [f"{RESULTS}/tables/source_probe.csv"]
+
+
+def verdict_targets():
+    if "data" not in CLS_REPS:
+        return []
+    return [f"{RESULTS}/audit/verdict.csv", f"{RESULTS}/audit/summary.md", *source_probe_targets()]
