@@ -19,6 +19,7 @@ $(STAMP): requirements.lock pyproject.toml
 
 run: $(STAMP)
 	$(SNAKEMAKE) --cores $(CORES) --configfile $(CONFIG) --printshellcmds --show-failed-logs
+	$(SNAKEMAKE) --cores $(CORES) --configfile $(CONFIG) --report results/report.html
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
