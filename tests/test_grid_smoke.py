@@ -1,5 +1,6 @@
 """A phantom smoke run of the classifier grid through Snakemake: one architecture × two representations."""
 
+import copy
 import json
 import subprocess
 import sys
@@ -31,10 +32,10 @@ TINY = {
 TABLE = "results/tables/table3_covidnet_cxr3a"
 
 
-def snakemake(workdir: Path, *args, timeout=600):
+def snakemake(workdir: Path, *args, config=None, timeout=600):
     """Targets and flags first: --configfile takes every argument after it."""
     path = workdir / "tiny.yaml"
-    path.write_text(yaml.safe_dump(TINY))
+    path.write_text(yaml.safe_dump(config or TINY))
     return subprocess.run(
         [SNAKEMAKE, *args, "--cores", "2", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
          "--configfile", str(REPO / "config" / "config.yaml"), str(path)],
@@ -79,3 +80,21 @@ def test_one_architecture_two_representations_through_snakemake(tmp_path):
         assert len(predictions) == 2 * 12
         assert not (results / "checkpoints" / "classifiers" / "covidnet_cxr3a" / rep / "seed0").exists()
         assert (results / "benchmarks" / "train_classifier" / "covidnet_cxr3a" / rep / "seed0.tsv").is_file()
+
+
+def test_pretrained_weights_come_from_a_local_file_or_the_fetch_rule(tmp_path):
+    weights = tmp_path / "my_resnet50.pth"
+    weights.write_bytes(b"placeholder")  # a dry run only checks the wiring
+    config = copy.deepcopy(TINY)
+    config["classification"].update(architectures=["resnet50", "covidnet_cxr3a"], pretrained=True,
+                                    pretrained_files={"resnet50": str(weights)})
+    local = snakemake(tmp_path, "results/tables/table7_resnet50.md", "-n", config=config)
+    assert local.returncode == 0, local.stderr[-3000:]
+    assert str(weights) in local.stdout and "fetch_pretrained_weights" not in local.stdout
+    config["classification"]["pretrained_files"] = {}
+    fetch = snakemake(tmp_path, "results/tables/table7_resnet50.md", "results/tables/table3_covidnet_cxr3a.md", "-n",
+                      config=config)
+    assert fetch.returncode == 0, fetch.stderr[-3000:]
+    assert "rule fetch_pretrained_weights" in fetch.stdout
+    assert "resources/pretrained/resnet50_imagenet1k_v1.pth" in fetch.stdout
+    assert "covidnet_cxr3a_imagenet1k_v1" not in fetch.stdout  # COVID-Net: never pretrained
