@@ -167,3 +167,16 @@ def test_source_probe_rows_and_skip_reason():
     assert "no source" in audit.probe_skip_reason(index.drop(columns="source"))
     index2 = pd.DataFrame(dict(label=["COVID-19", "COVID-19"], source=["sirm", "cohen"], partition="test"))
     assert audit.probe_skip_reason(index2) is None
+
+
+def test_weighted_auroc_matches_sklearn_with_sample_weights():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(5)
+    y = rng.random(80) < 0.4
+    score = np.round(rng.random(80) + 0.3 * y, 2)  # rounded: ties
+    weights = rng.integers(0, 3, size=(5, 80))
+    ours = audit.weighted_auroc(y, score, weights)
+    for w, value in zip(weights, ours):
+        assert value == pytest.approx(roc_auc_score(y, score, sample_weight=w))
+    assert audit.weighted_auroc(y, score, np.ones(80))[0] == pytest.approx(roc_auc_score(y, score))

@@ -134,9 +134,24 @@ def per_source_accuracy(frame: pd.DataFrame, n_boot: int = 1000, seed: int = 0,
     return pd.DataFrame(rows, columns=["true", "source", "n_images", "n_patients", "accuracy", "ci_low", "ci_high"])
 
 
+def weighted_auroc(y, score, weights) -> np.ndarray:
+    """AUROC of binary `y` (1 = positive) under each row of `weights` (n_boot, n), vectorised;
+    ties count 1/2 (equal to sklearn's ``roc_auc_score(..., sample_weight=w)``)."""
+    y = np.asarray(y).astype(bool)
+    weights = np.atleast_2d(np.asarray(weights, dtype=float))
+    unique, inverse = np.unique(np.asarray(score, dtype=float), return_inverse=True)
+    onehot = np.zeros((len(y), len(unique)))
+    onehot[np.arange(len(y)), inverse] = 1.0
+    pos = (weights * y) @ onehot          # (n_boot, U) positive weight per distinct score
+    neg = (weights * ~y) @ onehot
+    below = np.cumsum(neg, axis=1) - neg  # negative weight strictly below each score
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (pos * (below + 0.5 * neg)).sum(1) / (pos.sum(1) * neg.sum(1))
+
+
 def per_class_auroc(frame: pd.DataFrame, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> pd.DataFrame:
-    """One-vs-rest AUROC per class from the softmax columns (sklearn ``roc_auc_score``), with
-    patient-bootstrap CIs (resample weights as ``sample_weight``)."""
+    """One-vs-rest AUROC per class from the softmax columns (point value: sklearn
+    ``roc_auc_score``), with patient-bootstrap CIs (:func:`weighted_auroc` on the resample weights)."""
     from sklearn.metrics import roc_auc_score
 
     true = frame["true"].astype(str).to_numpy()
@@ -149,13 +164,7 @@ def per_class_auroc(frame: pd.DataFrame, n_boot: int = 1000, seed: int = 0, leve
             rows.append(dict(cls=cls, auroc=np.nan, ci_low=np.nan, ci_high=np.nan))
             continue
         point = roc_auc_score(y, score)
-        boot = []
-        for w in weights:
-            if w[y == 1].sum() == 0 or w[y == 0].sum() == 0:
-                continue
-            keep = w > 0
-            boot.append(roc_auc_score(y[keep], score[keep], sample_weight=w[keep]))
-        lo, hi = _percentile_ci(np.array(boot), level)
+        lo, hi = _percentile_ci(weighted_auroc(y, score, weights), level)
         rows.append(dict(cls=cls, auroc=float(point), ci_low=lo, ci_high=hi))
     return pd.DataFrame(rows).rename(columns={"cls": "class"})
 
