@@ -42,6 +42,7 @@ def configure_torch(threads: int) -> None:
     from monai.data import set_track_meta
 
     torch.set_num_threads(max(1, int(threads)))
+    cv2.setNumThreads(max(1, int(threads)))
     set_track_meta(False)
 
 

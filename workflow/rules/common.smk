@@ -113,6 +113,12 @@ if (
     )
 
 
+def seg_config(*keys):
+    """A rule's slice of the segmentation config (params: a change reruns only the rules it concerns).
+    The device is read from the config by the scripts, so moving to a GPU reruns nothing."""
+    return {key: config["segmentation"][key] for key in keys}
+
+
 def representation_store(rep):
     return f"{RESULTS}/representations/{rep}/pixels.npy"
 

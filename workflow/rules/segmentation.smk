@@ -9,7 +9,8 @@ rule train_unet:
         model=f"{SEG}/unet.pt",
         history=f"{SEG}/unet_history.csv",
     params:
-        cfg=config["segmentation"],
+        # only what defines the model: changing inference or QC settings does not retrain
+        cfg=seg_config("seed", "image_size", "network", "train"),
         # Resumable checkpoints live outside the declared outputs (Snakemake deletes those on failure).
         checkpoint_dir=f"{RESULTS}/checkpoints/unet",
     log:
@@ -40,7 +41,7 @@ rule evaluate_unet:
         md=f"{RESULTS}/tables/table2_segmentation.md",
         per_image=f"{SEG}/table2_per_image.csv",
     params:
-        cfg=config["segmentation"],
+        cfg=seg_config("inference"),
         dataset=segmentation_dataset_name(),
     log:
         f"{LOGS}/evaluate_unet.log",
@@ -70,7 +71,7 @@ rule segment_images:
             category="Segmentation",
         ),
     params:
-        cfg=config["segmentation"],
+        cfg=seg_config("masks", "inference", "qc"),
     log:
         f"{LOGS}/segment_images.log",
     benchmark:

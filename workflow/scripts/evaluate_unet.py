@@ -8,7 +8,7 @@ from hideseek.segmentation import LungSegmenter, configure_torch, load_model, re
 with rule_logging(snakemake.log[0]):
     cfg = snakemake.params.cfg
     configure_torch(snakemake.threads)
-    device = resolve_device(cfg["device"])
+    device = resolve_device(snakemake.config["segmentation"]["device"])
     model, size, info = load_model(snakemake.input.model, device)
     segmenter = LungSegmenter(model, size, device=device, batch_size=cfg["inference"]["batch_size"],
                               keep_components=cfg["inference"]["keep_components"],

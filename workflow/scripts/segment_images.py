@@ -12,7 +12,7 @@ with rule_logging(snakemake.log[0]):
         from hideseek.segmentation import LungSegmenter, configure_torch, resolve_device
 
         configure_torch(snakemake.threads)
-        segmenter = LungSegmenter.from_file(snakemake.input.model, device=resolve_device(cfg["device"]),
+        segmenter = LungSegmenter.from_file(snakemake.input.model, device=resolve_device(snakemake.config["segmentation"]["device"]),
                                             batch_size=cfg["inference"]["batch_size"],
                                             keep_components=cfg["inference"]["keep_components"],
                                             fill_holes=cfg["inference"]["fill_holes"])

@@ -14,6 +14,6 @@ with rule_logging(snakemake.log[0]):
         model_path=snakemake.output.model,
         history_path=snakemake.output.history,
         checkpoint_dir=snakemake.params.checkpoint_dir,
-        device=resolve_device(cfg["device"]),
+        device=resolve_device(snakemake.config["segmentation"]["device"]),
         threads=snakemake.threads,
     )
