@@ -91,10 +91,7 @@ rule classifier_table:
     params:
         dataset=dataset_name(),
         representations=CLS_REPS,
-        note=(
-            f"Seeds: {', '.join(map(str, CLS_SEEDS))}. Recipes and scale: "
-            "results/classifiers/<arch>/<rep>/seed<seed>/train_info.json."
-        ),
+        note=lambda wildcards: classifier_run_note(wildcards.arch),
     log:
         f"{LOGS}/classifier_table/table{{num}}_{{arch}}.log",
     benchmark:

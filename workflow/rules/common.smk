@@ -221,6 +221,19 @@ def classifier_table_inputs(wildcards):
     )
 
 
+def classifier_run_note(arch):
+    """One line for a table: the scale this architecture ran at (the paper's differs)."""
+    r = classifier_recipe(arch)
+    per_class = CLS["train_images_per_class"]
+    return (
+        f"Run: {r['input_size']} px, {r['epochs']} epochs, batch {r['batch_size']}, Adam {r['lr']:g}, "
+        f"{'ImageNet-pretrained' if r['pretrained'] else 'from scratch'}"
+        + (f", width {r['width']:g}" if arch.startswith("covidnet") else "")
+        + f", {'all' if per_class is None else f'at most {per_class}'} training images per class, "
+        f"seeds {', '.join(map(str, CLS_SEEDS))} (recipes: results/classifiers/{arch}/<rep>/seed<seed>/train_info.json)."
+    )
+
+
 def classifier_table_targets():
     return expand(
         f"{RESULTS}/tables/table{{n}}_{{arch}}.{{ext}}",
