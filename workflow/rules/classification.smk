@@ -9,6 +9,12 @@ rule fetch_pretrained_weights:
         f"{CLS['weights_cache']}/{{arch}}_imagenet1k_v1.pth",
     log:
         f"{LOGS}/fetch_pretrained_weights/{{arch}}.log",
+    benchmark:
+        f"{BENCH}/fetch_pretrained_weights/{{arch}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
     conda:
         "../../envs/torch.yaml"
     script:
