@@ -93,7 +93,7 @@ def phase_inference(args) -> dict:
     images = load_images(args)
     batch = torch.randn(args.batch, 1, size, size)
     n_batches = max(1, len(images) // args.batch)
-    segmenter = LungSegmenter(model, size, batch_size=args.batch)
+    segmenter = LungSegmenter(model, size, batch_size=args.batch, workers=args.workers)
 
     def forward():
         with torch.inference_mode():
@@ -158,7 +158,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--n", type=int, default=256, help="images per timing")
     parser.add_argument("--repeats", type=int, default=3, help="timings per phase; the best is reported")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (the workflow's default is 1)")
+    parser.add_argument("--workers", type=int, default=1, help="pipeline helper threads (0: all in one thread)")
     parser.add_argument("--phase", choices=sorted(PHASES), help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -181,7 +182,7 @@ def main() -> None:
     source = f"store {args.store}" if args.store else f"synthetic images, long side {args.side} px"
     model = args.model or f"random light U-Net {args.channels}, {args.res_units} res units"
     print(f"Segmentation benchmark: {model}, input {inference['size']} px, batch {args.batch}, "
-          f"{args.threads} torch threads; {inference['n']} images from {source} (median "
+          f"{args.threads} torch thread(s), {args.workers} pipeline worker(s); {inference['n']} images from {source} (median "
           f"{inference['image_shape_median'][0]}x{inference['image_shape_median'][1]} px); best of {args.repeats}")
     print("| stage | images/s | peak RSS (MiB) | note |")
     print("|---|---|---|---|")

@@ -168,18 +168,19 @@ def load_model(path: str | Path, device="cpu"):
 
 class LungSegmenter:
     """Batched lung segmentation: preprocessing of the next batch and post-processing of the
-    previous one run in worker threads while the network computes (OpenCV, SciPy and torch
-    release the GIL), so the pipeline runs close to the bare forward pass."""
+    previous one run in a worker thread while the network computes (OpenCV, SciPy and torch
+    release the GIL), so the pipeline runs close to the bare forward pass. ``workers=0`` does
+    everything in the calling thread (the pre/post-processing costs ~2 ms an image)."""
 
     def __init__(self, model, image_size: int, device="cpu", batch_size: int = 16, keep_components: int = 2,
-                 fill_holes: bool = False, workers: int = 2):
+                 fill_holes: bool = False, workers: int = 1):
         self.model = model
         self.image_size = int(image_size)
         self.device = device
         self.batch_size = max(1, int(batch_size))
         self.keep_components = int(keep_components)
         self.fill_holes = bool(fill_holes)
-        self.workers = max(1, int(workers))
+        self.workers = max(0, int(workers))
 
     @classmethod
     def from_file(cls, path: str | Path, device="cpu", **kwargs) -> "LungSegmenter":
@@ -207,6 +208,11 @@ class LungSegmenter:
     def segment(self, images: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield (raw mask, final mask) per image, in order; both bool, at each image's shape."""
         chunks = _chunks(images, self.batch_size)
+        if self.workers == 0:  # everything in the calling thread
+            for chunk in chunks:
+                tensor, shapes = self._prepare(chunk)
+                yield from self._finish(self._forward(tensor), shapes)
+            return
         with ThreadPoolExecutor(max_workers=self.workers) as pool:
             first = next(chunks, None)
             if first is None:
