@@ -3,33 +3,44 @@
 
 
 rule fetch_pretrained_weights:
-    wildcard_constraints:
-        **CLS_WILDCARDS,
     output:
         f"{CLS['weights_cache']}/{{arch}}_imagenet1k_v1.pth",
     log:
         f"{LOGS}/fetch_pretrained_weights/{{arch}}.log",
     benchmark:
         f"{BENCH}/fetch_pretrained_weights/{{arch}}.tsv"
+    wildcard_constraints:
+        **CLS_WILDCARDS,
+    conda:
+        "../../envs/torch.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=30,
-    conda:
-        "../../envs/torch.yaml"
     script:
         "../scripts/fetch_pretrained_weights.py"
 
 
 rule train_classifier:
-    wildcard_constraints:
-        **CLS_WILDCARDS,
     input:
         unpack(train_classifier_inputs),
     output:
         model=f"{CLASSIFIERS}/{{arch}}/{{rep}}/seed{{seed}}/model.pt",
         history=f"{CLASSIFIERS}/{{arch}}/{{rep}}/seed{{seed}}/history.csv",
         info=f"{CLASSIFIERS}/{{arch}}/{{rep}}/seed{{seed}}/train_info.json",
+    log:
+        f"{LOGS}/train_classifier/{{arch}}/{{rep}}/seed{{seed}}.log",
+    benchmark:
+        f"{BENCH}/train_classifier/{{arch}}/{{rep}}/seed{{seed}}.tsv"
+    wildcard_constraints:
+        **CLS_WILDCARDS,
+    conda:
+        "../../envs/torch.yaml"
+    threads: CLS["resources"]["threads"]
+    resources:
+        mem_mb=CLS["resources"]["mem_mb"],
+        runtime=CLS["resources"]["train_runtime"],
+        gpu=config["resources"]["gpu"],
     params:
         arch="{arch}",
         rep="{rep}",
@@ -39,52 +50,39 @@ rule train_classifier:
         checkpoint_dir=f"{CLS_CHECKPOINTS}/{{arch}}/{{rep}}/seed{{seed}}",
         checkpoint_every=CLS["checkpoint_every"],
         keep_checkpoints=CLS["keep_checkpoints"],
-    log:
-        f"{LOGS}/train_classifier/{{arch}}/{{rep}}/seed{{seed}}.log",
-    benchmark:
-        f"{BENCH}/train_classifier/{{arch}}/{{rep}}/seed{{seed}}.tsv"
-    threads: CLS["resources"]["threads"]
-    resources:
-        mem_mb=CLS["resources"]["mem_mb"],
-        runtime=CLS["resources"]["train_runtime"],
-        gpu=config["resources"]["gpu"],
-    conda:
-        "../../envs/torch.yaml"
     script:
         "../scripts/train_classifier.py"
 
 
 rule evaluate_classifier:
-    wildcard_constraints:
-        **CLS_WILDCARDS,
     input:
         unpack(evaluate_classifier_inputs),
     output:
         f"{PREDICTIONS}/{{arch}}/{{rep}}/seed{{seed}}.csv",
+    log:
+        f"{LOGS}/evaluate_classifier/{{arch}}/{{rep}}/seed{{seed}}.log",
+    benchmark:
+        f"{BENCH}/evaluate_classifier/{{arch}}/{{rep}}/seed{{seed}}.tsv"
+    wildcard_constraints:
+        **CLS_WILDCARDS,
+    conda:
+        "../../envs/torch.yaml"
+    threads: CLS["resources"]["threads"]
+    resources:
+        mem_mb=CLS["resources"]["mem_mb"],
+        runtime=CLS["resources"]["evaluate_runtime"],
+        gpu=config["resources"]["gpu"],
     params:
         arch="{arch}",
         rep="{rep}",
         seed="{seed}",
         test_reps=CLS_REPS,
         device=CLS["device"],
-    log:
-        f"{LOGS}/evaluate_classifier/{{arch}}/{{rep}}/seed{{seed}}.log",
-    benchmark:
-        f"{BENCH}/evaluate_classifier/{{arch}}/{{rep}}/seed{{seed}}.tsv"
-    threads: CLS["resources"]["threads"]
-    resources:
-        mem_mb=CLS["resources"]["mem_mb"],
-        runtime=CLS["resources"]["evaluate_runtime"],
-        gpu=config["resources"]["gpu"],
-    conda:
-        "../../envs/torch.yaml"
     script:
         "../scripts/evaluate_classifier.py"
 
 
 rule classifier_table:
-    wildcard_constraints:
-        **CLS_WILDCARDS,
     input:
         classifier_table_inputs,
     output:
@@ -94,19 +92,21 @@ rule classifier_table:
             category="Tables",
         ),
         md=f"{RESULTS}/tables/table{{num}}_{{arch}}.md",
-    params:
-        dataset=dataset_name(),
-        representations=CLS_REPS,
-        note=lambda wildcards: classifier_run_note(wildcards.arch),
     log:
         f"{LOGS}/classifier_table/table{{num}}_{{arch}}.log",
     benchmark:
         f"{BENCH}/classifier_table/table{{num}}_{{arch}}.tsv"
+    wildcard_constraints:
+        **CLS_WILDCARDS,
+    conda:
+        "../../envs/data.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        "../../envs/data.yaml"
+    params:
+        dataset=dataset_name(),
+        representations=CLS_REPS,
+        note=lambda wildcards: classifier_run_note(wildcards.arch),
     script:
         "../scripts/classifier_table.py"

@@ -72,7 +72,9 @@ def final_targets():
 
 
 TANG_PAIRING = dict(
-    image_regex=r"^(?P<tag>.+?)(?P<k>\d)\.png$", mask_name="{tag}mask.png", group="{tag}"
+    image_regex=r"^(?P<tag>.+?)(?P<k>\d)\.png$",
+    mask_name="{tag}mask.png",
+    group="{tag}",
 )
 
 
@@ -82,7 +84,9 @@ def segmentation_sets():
     if data["kind"] == "phantom":
         seg = f"{PHANTOM}/seg"
         return dict(
-            train=dict(images=f"{seg}/train/images", masks=f"{seg}/train/masks", **TANG_PAIRING),
+            train=dict(
+                images=f"{seg}/train/images", masks=f"{seg}/train/masks", **TANG_PAIRING
+            ),
             test_sets={
                 name: dict(images=f"{seg}/{name}/images", masks=f"{seg}/{name}/masks")
                 for name in ("nih", "cohen")
@@ -92,16 +96,26 @@ def segmentation_sets():
 
 
 def seg_index_inputs(wildcards):
-    return [f"{PHANTOM}/seg"] if config["segmentation_data"]["kind"] == "phantom" else []
+    return (
+        [f"{PHANTOM}/seg"] if config["segmentation_data"]["kind"] == "phantom" else []
+    )
 
 
 # --- Lung segmentation and representations (segmentation.smk, representations.smk) ---------------
 SEG = f"{RESULTS}/segmentation"
 # Every representation is an image store with the same rows, order and shapes as results/data:
 # results/representations/{rep}/pixels.npy + images.csv (read with hideseek.store.ImageStore).
-ALL_REPRESENTATIONS = ["data", "lungs_isolated", "lungs_removed", "lungs_framed", "lungs_boxed_out"]
+ALL_REPRESENTATIONS = [
+    "data",
+    "lungs_isolated",
+    "lungs_removed",
+    "lungs_framed",
+    "lungs_boxed_out",
+]
 # The ones the workflow builds: those the classifier grid uses (classification.representations), else all.
-REPRESENTATIONS = list(config.get("classification", {}).get("representations", ALL_REPRESENTATIONS))
+REPRESENTATIONS = list(
+    config.get("classification", {}).get("representations", ALL_REPRESENTATIONS)
+)
 
 if (
     config["segmentation"]["masks"] == "ground_truth"
@@ -116,7 +130,8 @@ if (
 
 def seg_config(*keys):
     """A rule's slice of the segmentation config (params: a change reruns only the rules it concerns).
-    The device is read from the config by the scripts, so moving to a GPU reruns nothing."""
+    The device is read from the config by the scripts, so moving to a GPU reruns nothing.
+    """
     return {key: config["segmentation"][key] for key in keys}
 
 
@@ -125,7 +140,9 @@ def representation_store(rep):
 
 
 def segment_images_inputs(wildcards):
-    inputs = dict(pixels=f"{RESULTS}/data/pixels.npy", index=f"{RESULTS}/data/images.csv")
+    inputs = dict(
+        pixels=f"{RESULTS}/data/pixels.npy", index=f"{RESULTS}/data/images.csv"
+    )
     if config["classification_data"]["kind"] == "phantom":
         # the true masks: used as the masks (ground_truth) or to score the predicted ones by class
         inputs["truth"] = f"{PHANTOM}/covidx/masks"
@@ -135,9 +152,13 @@ def segment_images_inputs(wildcards):
 
 
 def representation_inputs(wildcards):
-    inputs = dict(pixels=f"{RESULTS}/data/pixels.npy", index=f"{RESULTS}/data/images.csv")
+    inputs = dict(
+        pixels=f"{RESULTS}/data/pixels.npy", index=f"{RESULTS}/data/images.csv"
+    )
     if wildcards.rep != "data":  # data is the store image itself: it needs no mask
-        inputs.update(mask_pixels=f"{SEG}/masks/pixels.npy", mask_index=f"{SEG}/masks/images.csv")
+        inputs.update(
+            mask_pixels=f"{SEG}/masks/pixels.npy", mask_index=f"{SEG}/masks/images.csv"
+        )
     return inputs
 
 
@@ -178,7 +199,9 @@ PREDICTIONS = f"{RESULTS}/predictions"
 # Resumable per-epoch checkpoints live outside every declared output: Snakemake deletes the
 # outputs of a failed job, and a resumed job needs them.
 CLS_CHECKPOINTS = f"{RESULTS}/checkpoints/classifiers"
-CLS_WILDCARDS = dict(arch="|".join(TABLE_NUMBERS), rep="|".join(CLS_REPS), seed=r"\d+", num="[3-7]")
+CLS_WILDCARDS = dict(
+    arch="|".join(TABLE_NUMBERS), rep="|".join(CLS_REPS), seed=r"\d+", num="[3-7]"
+)
 
 
 def classifier_recipe(arch):
@@ -186,7 +209,9 @@ def classifier_recipe(arch):
 
 
 def uses_pretrained(arch):
-    return bool(classifier_recipe(arch)["pretrained"]) and not arch.startswith("covidnet")
+    return bool(classifier_recipe(arch)["pretrained"]) and not arch.startswith(
+        "covidnet"
+    )
 
 
 def pretrained_weights_file(arch):
@@ -205,7 +230,9 @@ def train_classifier_inputs(wildcards):
 
 
 def evaluate_classifier_inputs(wildcards):
-    inputs = dict(model=f"{CLASSIFIERS}/{wildcards.arch}/{wildcards.rep}/seed{wildcards.seed}/model.pt")
+    inputs = dict(
+        model=f"{CLASSIFIERS}/{wildcards.arch}/{wildcards.rep}/seed{wildcards.seed}/model.pt"
+    )
     for rep in CLS_REPS:
         inputs[f"pixels_{rep}"] = f"{RESULTS}/representations/{rep}/pixels.npy"
         inputs[f"index_{rep}"] = f"{RESULTS}/representations/{rep}/images.csv"
@@ -218,7 +245,9 @@ def classifier_table_inputs(wildcards):
             f"table{wildcards.num}_{wildcards.arch}: {wildcards.arch} is Table {TABLE_NUMBERS[wildcards.arch]}"
         )
     return expand(
-        f"{PREDICTIONS}/{wildcards.arch}/{{rep}}/seed{{seed}}.csv", rep=CLS_REPS, seed=CLS_SEEDS
+        f"{PREDICTIONS}/{wildcards.arch}/{{rep}}/seed{{seed}}.csv",
+        rep=CLS_REPS,
+        seed=CLS_SEEDS,
     )
 
 
@@ -248,7 +277,9 @@ def classifier_table_targets():
 # --- Explain and audit (explain.smk, report.smk) --------------------------------------------------
 AUDIT = config["audit"]
 # Grad-CAM and the per-image attention use the first seed's models (CLS_*: classification.smk).
-AUDIT_STATS = dict(n_boot=AUDIT["n_boot"], boot_seed=AUDIT["boot_seed"], level=AUDIT["ci_level"])
+AUDIT_STATS = dict(
+    n_boot=AUDIT["n_boot"], boot_seed=AUDIT["boot_seed"], level=AUDIT["ci_level"]
+)
 
 
 def audit_targets():
@@ -257,10 +288,16 @@ def audit_targets():
 
 
 def gradcam_inputs(wildcards):
-    inputs = dict(mask_pixels=f"{SEG}/masks/pixels.npy", mask_index=f"{SEG}/masks/images.csv")
+    inputs = dict(
+        mask_pixels=f"{SEG}/masks/pixels.npy", mask_index=f"{SEG}/masks/images.csv"
+    )
     for rep in CLS_REPS:
-        inputs[f"model_{rep}"] = f"{CLASSIFIERS}/{wildcards.arch}/{rep}/seed{CLS_SEEDS[0]}/model.pt"
-        inputs[f"pred_{rep}"] = f"{PREDICTIONS}/{wildcards.arch}/{rep}/seed{CLS_SEEDS[0]}.csv"
+        inputs[f"model_{rep}"] = (
+            f"{CLASSIFIERS}/{wildcards.arch}/{rep}/seed{CLS_SEEDS[0]}/model.pt"
+        )
+        inputs[f"pred_{rep}"] = (
+            f"{PREDICTIONS}/{wildcards.arch}/{rep}/seed{CLS_SEEDS[0]}.csv"
+        )
         inputs[f"pixels_{rep}"] = f"{RESULTS}/representations/{rep}/pixels.npy"
         inputs[f"index_{rep}"] = f"{RESULTS}/representations/{rep}/images.csv"
     return inputs
@@ -306,4 +343,8 @@ def source_probe_targets():
 def verdict_targets():
     if "data" not in CLS_REPS:
         return []
-    return [f"{RESULTS}/audit/verdict.csv", f"{RESULTS}/audit/summary.md", *source_probe_targets()]
+    return [
+        f"{RESULTS}/audit/verdict.csv",
+        f"{RESULTS}/audit/summary.md",
+        *source_probe_targets(),
+    ]

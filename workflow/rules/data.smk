@@ -8,19 +8,19 @@ rule phantom:
         images=directory(f"{PHANTOM}/covidx/images"),
         masks=directory(f"{PHANTOM}/covidx/masks"),
         seg=directory(f"{PHANTOM}/seg"),
-    params:
-        phantom=config["phantom"],
-        out_dir=lambda wildcards, output: str(Path(output.train).parents[1]),
     log:
         f"{LOGS}/phantom.log",
     benchmark:
         f"{BENCH}/phantom.tsv"
+    conda:
+        "../../envs/data.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=30,
-    conda:
-        "../../envs/data.yaml"
+    params:
+        phantom=config["phantom"],
+        out_dir=lambda wildcards, output: str(Path(output.train).parents[1]),
     script:
         "../scripts/make_phantom.py"
 
@@ -39,12 +39,12 @@ rule phantom_sheet:
         f"{LOGS}/phantom_sheet.log",
     benchmark:
         f"{BENCH}/phantom_sheet.tsv"
+    conda:
+        "../../envs/data.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        "../../envs/data.yaml"
     script:
         "../scripts/phantom_sheet.py"
 
@@ -57,20 +57,20 @@ rule ingest:
         pixels=f"{RESULTS}/data/pixels.npy",
         dropped=f"{RESULTS}/data/dropped_lines.csv",
         report=f"{RESULTS}/data/ingest_report.md",
-    params:
-        data=config["classification_data"],
-        files=classification_files(),
-        long_side=config["store"]["long_side"],
     log:
         f"{LOGS}/ingest.log",
     benchmark:
         f"{BENCH}/ingest.tsv"
+    conda:
+        "../../envs/data.yaml"
     threads: 2
     resources:
         mem_mb=4000,
         runtime=120,
-    conda:
-        "../../envs/data.yaml"
+    params:
+        data=config["classification_data"],
+        files=classification_files(),
+        long_side=config["store"]["long_side"],
     script:
         "../scripts/ingest.py"
 
@@ -86,18 +86,18 @@ rule table1:
         ),
         md=f"{RESULTS}/tables/table1_data.md",
         shortcut=f"{RESULTS}/tables/table1_shortcut.csv",
-    params:
-        dataset=dataset_name(),
     log:
         f"{LOGS}/table1.log",
     benchmark:
         f"{BENCH}/table1.tsv"
+    conda:
+        "../../envs/data.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        "../../envs/data.yaml"
+    params:
+        dataset=dataset_name(),
     script:
         "../scripts/table1.py"
 
@@ -107,17 +107,17 @@ rule index_seg_sets:
         seg_index_inputs,
     output:
         f"{RESULTS}/data/seg_sets.csv",
-    params:
-        sets=segmentation_sets(),
     log:
         f"{LOGS}/index_seg_sets.log",
     benchmark:
         f"{BENCH}/index_seg_sets.tsv"
+    conda:
+        "../../envs/data.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        "../../envs/data.yaml"
+    params:
+        sets=segmentation_sets(),
     script:
         "../scripts/index_seg_sets.py"

@@ -7,18 +7,18 @@ rule representation:
     output:
         pixels=f"{RESULTS}/representations/{{rep}}/pixels.npy",
         index=f"{RESULTS}/representations/{{rep}}/images.csv",
-    wildcard_constraints:
-        rep="|".join(ALL_REPRESENTATIONS),
     log:
         f"{LOGS}/representation/{{rep}}.log",
     benchmark:
         f"{BENCH}/representation/{{rep}}.tsv"
+    wildcard_constraints:
+        rep="|".join(ALL_REPRESENTATIONS),
+    conda:
+        "../../envs/data.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=60,
-    conda:
-        "../../envs/data.yaml"
     script:
         "../scripts/representation.py"
 
@@ -36,17 +36,17 @@ rule figure1:
             caption="../report/figure1.rst",
             category="Figures",
         ),
-    params:
-        partition=config["segmentation"]["figure1_partition"],
     log:
         f"{LOGS}/figure1.log",
     benchmark:
         f"{BENCH}/figure1.tsv"
+    conda:
+        "../../envs/data.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        "../../envs/data.yaml"
+    params:
+        partition=config["segmentation"]["figure1_partition"],
     script:
         "../scripts/figure1.py"

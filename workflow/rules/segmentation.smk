@@ -8,22 +8,22 @@ rule train_unet:
     output:
         model=f"{SEG}/unet.pt",
         history=f"{SEG}/unet_history.csv",
-    params:
-        # only what defines the model: changing inference or QC settings does not retrain
-        cfg=seg_config("seed", "image_size", "network", "train"),
-        # Resumable checkpoints live outside the declared outputs (Snakemake deletes those on failure).
-        checkpoint_dir=f"{RESULTS}/checkpoints/unet",
     log:
         f"{LOGS}/train_unet.log",
     benchmark:
         f"{BENCH}/train_unet.tsv"
+    conda:
+        "../../envs/torch.yaml"
     threads: config["segmentation"]["threads"]
     resources:
         mem_mb=6000,
         runtime=360,
         gpu=config["resources"]["gpu"],
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        # only what defines the model: changing inference or QC settings does not retrain
+        cfg=seg_config("seed", "image_size", "network", "train"),
+        # Resumable checkpoints live outside the declared outputs (Snakemake deletes those on failure).
+        checkpoint_dir=f"{RESULTS}/checkpoints/unet",
     script:
         "../scripts/train_unet.py"
 
@@ -40,19 +40,19 @@ rule evaluate_unet:
         ),
         md=f"{RESULTS}/tables/table2_segmentation.md",
         per_image=f"{SEG}/table2_per_image.csv",
-    params:
-        cfg=seg_config("inference"),
-        dataset=segmentation_dataset_name(),
     log:
         f"{LOGS}/evaluate_unet.log",
     benchmark:
         f"{BENCH}/evaluate_unet.tsv"
+    conda:
+        "../../envs/torch.yaml"
     threads: config["segmentation"]["threads"]
     resources:
         mem_mb=4000,
         runtime=60,
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        cfg=seg_config("inference"),
+        dataset=segmentation_dataset_name(),
     script:
         "../scripts/evaluate_unet.py"
 
@@ -70,18 +70,18 @@ rule segment_images:
             caption="../report/mask_summary.rst",
             category="Segmentation",
         ),
-    params:
-        cfg=seg_config("masks", "inference", "qc"),
     log:
         f"{LOGS}/segment_images.log",
     benchmark:
         f"{BENCH}/segment_images.tsv"
+    conda:
+        "../../envs/torch.yaml"
     threads: config["segmentation"]["threads"]
     resources:
         mem_mb=4000,
         runtime=120,
         gpu=config["resources"]["gpu"],
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        cfg=seg_config("masks", "inference", "qc"),
     script:
         "../scripts/segment_images.py"
