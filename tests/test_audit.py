@@ -55,16 +55,6 @@ def test_mcnemar_exact_matches_statsmodels():
     assert audit.mcnemar_exact(same, same) == 1.0
 
 
-def test_classifier_tables_mcnemar_agrees():
-    from hideseek.classifier_tables import mcnemar_vs
-
-    rng = np.random.default_rng(3)
-    a, b = rng.random(90) < 0.8, rng.random(90) < 0.6
-    ids = np.arange(90)
-    p = mcnemar_vs({"data": (ids, a[None]), "x": (ids, b[None])}, "x")
-    assert p == pytest.approx(audit.mcnemar_exact(a, b))
-
-
 def test_holm_matches_statsmodels_and_skips_nan():
     from statsmodels.stats.multitest import multipletests
 

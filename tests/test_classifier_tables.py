@@ -9,6 +9,7 @@ from hideseek.classifier_tables import (
     METRICS,
     PAPER,
     TABLE_NUMBERS,
+    cell,
     confusion,
     metrics_from_confusion,
     table_rows,
@@ -69,7 +70,41 @@ def test_table_rows_means_over_seeds_and_flags_other_test_reps_out(tmp_path):
     assert removed["Sens COVID-19"] == pytest.approx((0.8 + 1.0) / 2)
     for metric in METRICS:
         assert data[f"{metric} CI low"] <= data[metric] + 1e-9 <= data[f"{metric} CI high"] + 2e-9
+        assert data[f"{metric} SD over seeds"] == pytest.approx(0)  # both seeds gave CM_DATA
+    assert removed["Accuracy SD over seeds"] == pytest.approx(np.std([20 / 30, 1.0], ddof=1))
     assert np.isnan(data["McNemar p vs data"]) and 0 < removed["McNemar p vs data"] <= 1
+
+
+def test_the_bootstrap_resamples_patients_within_class():
+    """One patient per class: every resample redraws the same three patients, so every CI
+    collapses to the point value. An image-level (or unstratified) bootstrap would not."""
+    frame = hand_made("data", CM_DATA)
+    frame["patient_id"] = frame["true"]
+    row = table_rows(frame, n_boot=200).iloc[0]
+    for metric in METRICS:
+        assert row[f"{metric} CI low"] == pytest.approx(row[metric])
+        assert row[f"{metric} CI high"] == pytest.approx(row[metric])
+    assert row["n_patients"] == 3
+    per_image = table_rows(hand_made("data", CM_DATA), n_boot=200).iloc[0]
+    assert per_image["Accuracy CI high"] - per_image["Accuracy CI low"] > 0.1
+
+
+def test_table_and_comparison_csv_agree():
+    from hideseek.audit import representation_comparison
+
+    frames = pd.concat([hand_made("data", CM_DATA), hand_made("lungs_removed", CM_REMOVED)])
+    table = table_rows(frames, n_boot=300, boot_seed=4)
+    comparison = representation_comparison(frames, ["data", "lungs_removed"], n_boot=300, seed=4)
+    assert table["Accuracy CI low"].tolist() == pytest.approx(comparison["ci_low"].tolist())
+    assert table["Accuracy CI high"].tolist() == pytest.approx(comparison["ci_high"].tolist())
+    assert table["McNemar p vs data (Holm)"].iloc[1] == pytest.approx(comparison["mcnemar_p_holm"].iloc[1])
+
+
+def test_rows_on_different_test_images_are_refused():
+    other = hand_made("lungs_removed", CM_REMOVED)
+    other["image_id"] = "x" + other["image_id"]
+    with pytest.raises(ValueError, match="lungs_removed: evaluated on other test images than data"):
+        table_rows(pd.concat([hand_made("data", CM_DATA), other]), n_boot=20)
 
 
 def test_markdown_bolds_the_best_per_column_and_sets_the_paper_beside(tmp_path):
@@ -82,10 +117,28 @@ def test_markdown_bolds_the_best_per_column_and_sets_the_paper_beside(tmp_path):
     text = md.read_text()
     assert text.startswith("# Table 7 — ResNet-50")
     ours = [line for line in text.splitlines() if line.startswith("| data ") or line.startswith("| lungs_removed ")]
-    assert "**0.833**" in ours[0] and "**0.667**" not in ours[1]  # best accuracy is data's
+    assert ours[0].split("|")[2].strip().startswith("**0.83 [")  # best accuracy is data's, with its CI
+    assert ours[1].split("|")[2].strip().startswith("0.67 [")
+    assert "bootstrap CI (1000 resamples of patients" in text and "± " not in ours[0]
     assert "selected on the test set" in text
     assert "0.933" in text and "paper †" in text  # the paper's ResNet-50 data row
     assert TABLE_NUMBERS == {"covidnet_cxr3a": 3, "covidnet_cxr4a": 4, "alexnet": 5, "vgg11": 6, "resnet50": 7}
+
+
+def test_markdown_cells_with_several_seeds_show_mean_sd_and_ci(tmp_path):
+    path = tmp_path / "preds.csv"
+    pd.concat([hand_made("data", CM_DATA, seed=0), hand_made("data", CM_REMOVED, seed=1)]).to_csv(path, index=False)
+    write_classifier_table("resnet50", [path], tmp_path / "t.csv", tmp_path / "t.md", "x", n_boot=100)
+    row = next(line for line in (tmp_path / "t.md").read_text().splitlines() if line.startswith("| data "))
+    accuracy = row.split("|")[2].strip().strip("*")
+    mean, sd = (25 / 30 + 20 / 30) / 2, np.std([25 / 30, 20 / 30], ddof=1)
+    assert accuracy.startswith(f"{mean:.2f} ± {sd:.2f} [")
+
+
+def test_cell_format():
+    assert cell(0.9133, 0.871, 0.944) == "0.91 [0.87, 0.94]"
+    assert cell(0.9133, 0.871, 0.944, sd=0.0213) == "0.91 ± 0.02 [0.87, 0.94]"
+    assert cell(float("nan"), 0.1, 0.2) == "–"
 
 
 def test_paper_values_are_consistent():

@@ -9,10 +9,10 @@ independent evidence, and every resample keeps the test set's class sizes in pat
 resample is represented as integer weights on the images (how often its patient was drawn),
 so any mean or ratio statistic is a matrix product (:func:`bootstrap_weights`).
 
-Tables 3-7 (:mod:`hideseek.classifier_tables`) already carry image-level bootstrap CIs and an
-exact McNemar p-value per row; this module adds what they lack: patient-level CIs, paired
-bootstrap CIs of the accuracy difference against ``data``, Holm-adjusted McNemar p-values,
-per-source accuracy, per-class AUROC, the test-time hiding table and the verdict.
+Tables 3-7 (:mod:`hideseek.classifier_tables`) use these resamples for every metric and
+:func:`representation_comparison` for their comparison with ``data``; this module also holds
+per-source accuracy, per-class AUROC, the test-time hiding table, the source probe and the
+verdict.
 """
 
 from __future__ import annotations

@@ -1,14 +1,17 @@
 """Tables 3–7: one architecture, one row per representation, the paper's seven columns.
 
 Metrics come from the 3 × 3 confusion matrix of the test predictions (rows = true class,
-columns = predicted; scikit-learn's ``confusion_matrix`` with the labels in table order):
-accuracy, per-class sensitivity (recall) and per-class PPV (precision). MONAI's
-``ConfusionMatrixMetric`` is multi-label (one-vs-rest per channel) and is not used.
+columns = predicted, in table order): accuracy, per-class sensitivity (recall) and per-class
+PPV (precision). MONAI's ``ConfusionMatrixMetric`` is multi-label (one-vs-rest per channel)
+and is not used.
 
-With several seeds, a table cell is the mean over seeds. Every cell also gets a percentile
-bootstrap 95 % CI (test images resampled with replacement, the same resample for every
-seed), and each representation's accuracy is compared with the ``data`` row by an exact
-McNemar test on the same test images (discordant pairs pooled over seeds).
+Every cell carries a percentile bootstrap CI from :mod:`hideseek.audit`'s resampling
+(patients with replacement within each class, the same resamples for every representation
+and seed). With several seeds a cell is the mean over seeds, with the SD over seeds beside
+it, and its CI is the CI of that mean. Each representation's accuracy is compared with the
+``data`` row on the same test images (:func:`hideseek.audit.representation_comparison`:
+paired bootstrap difference, exact McNemar on the first seed, Holm-adjusted), so a table and
+``comparison_{arch}.csv`` always agree.
 
 The Markdown sets the paper's values (Sadre et al. 2021, COVIDx5 test set) beside ours; the
 paper selected every model's epoch on its test set, ours on a validation split.
@@ -75,35 +78,34 @@ PAPER = {
 
 def confusion(true, predicted) -> np.ndarray:
     """3 × 3 confusion matrix, rows = true class, columns = predicted, in table order."""
-    from sklearn.metrics import confusion_matrix
-
-    return confusion_matrix(list(true), list(predicted), labels=list(CLASSES))
+    return _confusion_onehot(_codes(true), _codes(predicted)).sum(0).reshape(len(CLASSES), len(CLASSES))
 
 
 def metrics_from_confusion(cm: np.ndarray) -> dict:
     """The seven table columns from a confusion matrix (NaN where a denominator is 0)."""
-    cm = np.asarray(cm, dtype=float)
-    diag = np.diag(cm)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        sens = diag / cm.sum(axis=1)
-        ppv = diag / cm.sum(axis=0)
-        accuracy = diag.sum() / cm.sum()
-    out = {"Accuracy": float(accuracy)}
-    out.update({f"Sens {c}": float(v) for c, v in zip(CLASSES, sens)})
-    out.update({f"PPV {c}": float(v) for c, v in zip(CLASSES, ppv)})
-    return out
+    return dict(zip(METRICS, _metrics_from_counts(np.asarray(cm, dtype=float).reshape(1, -1))[0].tolist()))
 
 
 def _codes(values) -> np.ndarray:
     lookup = {c: i for i, c in enumerate(CLASSES)}
-    return np.array([lookup[v] for v in values], dtype=np.int64)
+    try:
+        return np.array([lookup[v] for v in values], dtype=np.int64)
+    except KeyError as err:
+        raise ValueError(f"unknown class {err.args[0]!r} in predictions; expected one of {list(CLASSES)}") from None
 
 
-def _batched_metrics(true: np.ndarray, pred: np.ndarray) -> np.ndarray:
-    """Metrics for many resamples at once: true/pred (R, N) class codes -> (R, 7)."""
+def _confusion_onehot(true: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """(n, 9) one-hot of each image's confusion-matrix cell: weights @ it = resampled matrices."""
     k = len(CLASSES)
-    flat = true * k + pred + (np.arange(true.shape[0]) * k * k)[:, None]
-    cm = np.bincount(flat.ravel(), minlength=true.shape[0] * k * k).reshape(-1, k, k).astype(float)
+    onehot = np.zeros((len(true), k * k))
+    onehot[np.arange(len(true)), true * k + predicted] = 1.0
+    return onehot
+
+
+def _metrics_from_counts(counts: np.ndarray) -> np.ndarray:
+    """(R, 9) flattened confusion matrices -> (R, 7) metrics in METRICS order."""
+    k = len(CLASSES)
+    cm = counts.reshape(-1, k, k)
     diag = np.diagonal(cm, axis1=1, axis2=2)
     with np.errstate(invalid="ignore", divide="ignore"):
         acc = diag.sum(1) / cm.sum((1, 2))
@@ -113,13 +115,13 @@ def _batched_metrics(true: np.ndarray, pred: np.ndarray) -> np.ndarray:
 
 
 def table_rows(predictions: pd.DataFrame, representations=REPRESENTATIONS, n_boot: int = 1000,
-               boot_seed: int = 0) -> pd.DataFrame:
-    """One row per representation (trained and tested on it): mean metrics over seeds,
-    bootstrap 95 % CIs and the McNemar p-value of accuracy against the ``data`` row."""
+               boot_seed: int = 0, level: float = 0.95) -> pd.DataFrame:
+    """One row per representation (trained and tested on it): metrics (mean over seeds), their
+    SD over seeds, patient-bootstrap CIs, and the accuracy comparison with the ``data`` row."""
+    from .audit import bootstrap_weights, representation_comparison
+
     own = predictions[predictions["train_rep"] == predictions["test_rep"]]
-    rows, correct_by_rep = [], {}
-    rng = np.random.default_rng(boot_seed)
-    resample = None
+    rows, weights, reference = [], None, None
     for rep in representations:
         sub = own[own["train_rep"] == rep]
         if sub.empty:
@@ -127,62 +129,67 @@ def table_rows(predictions: pd.DataFrame, representations=REPRESENTATIONS, n_boo
         seeds = sorted(sub["seed"].unique())
         per_seed = [sub[sub["seed"] == s].sort_values("image_id") for s in seeds]
         ids = per_seed[0]["image_id"].to_numpy()
-        for frame in per_seed[1:]:
+        for seed, frame in zip(seeds[1:], per_seed[1:]):
             if not np.array_equal(frame["image_id"].to_numpy(), ids):
-                raise ValueError(f"{rep}: seeds were evaluated on different test images")
-        point = np.nanmean([list(metrics_from_confusion(confusion(f["true"], f["predicted"])).values())
-                            for f in per_seed], axis=0)
-        if resample is None or resample.shape[1] != len(ids):
-            resample = rng.integers(0, len(ids), size=(n_boot, len(ids)))
-        boot = np.nanmean([_batched_metrics(_codes(f["true"])[resample], _codes(f["predicted"])[resample])
-                           for f in per_seed], axis=0)
+                raise ValueError(f"{rep}: seed {seed} was evaluated on other test images than seed {seeds[0]}")
+        if weights is None:
+            reference = (rep, ids)
+            weights = bootstrap_weights(per_seed[0]["patient_id"], per_seed[0]["true"], n_boot, boot_seed)
+        elif not np.array_equal(ids, reference[1]):
+            raise ValueError(f"{rep}: evaluated on other test images than {reference[0]}; the rows of one "
+                             "table must share a test set")
+        onehots = [_confusion_onehot(_codes(f["true"]), _codes(f["predicted"])) for f in per_seed]
+        points = np.stack([_metrics_from_counts(o.sum(0, keepdims=True))[0] for o in onehots])  # (S, 7)
+        boot = np.nanmean(np.stack([_metrics_from_counts(weights @ o) for o in onehots]), axis=0)  # (R, 7)
+        tail = (1 - level) / 2 * 100
         with np.errstate(invalid="ignore"):
-            low, high = np.nanpercentile(boot, 2.5, axis=0), np.nanpercentile(boot, 97.5, axis=0)
-        row = {"representation": rep, "n_seeds": len(seeds), "n_test": len(ids)}
-        row.update(dict(zip(METRICS, point)))
-        for name, lo, hi in zip(METRICS, low, high):
-            row[f"{name} CI low"], row[f"{name} CI high"] = lo, hi
+            mean = np.nanmean(points, axis=0)
+            sd = np.nanstd(points, axis=0, ddof=1) if len(seeds) > 1 else np.full(len(METRICS), np.nan)
+            low, high = np.nanpercentile(boot, tail, axis=0), np.nanpercentile(boot, 100 - tail, axis=0)
+        row = {"representation": rep, "n_seeds": len(seeds), "n_test": len(ids),
+               "n_patients": per_seed[0]["patient_id"].nunique()}
+        for name, m, s, lo, hi in zip(METRICS, mean, sd, low, high):
+            row.update({name: m, f"{name} SD over seeds": s, f"{name} CI low": lo, f"{name} CI high": hi})
         rows.append(row)
-        correct_by_rep[rep] = (ids, np.stack([(f["true"] == f["predicted"]).to_numpy() for f in per_seed]))
     table = pd.DataFrame(rows)
     if table.empty:
         return table
-    table["McNemar p vs data"] = [mcnemar_vs(correct_by_rep, rep) for rep in table["representation"]]
+    comparison = representation_comparison(predictions, list(table["representation"]), n_boot=n_boot,
+                                            seed=boot_seed, level=level).set_index("train_rep")
+    for ours, theirs in (("Accuracy diff vs data", "diff_vs_data"), ("diff CI low", "diff_ci_low"),
+                         ("diff CI high", "diff_ci_high"), ("McNemar p vs data", "mcnemar_p"),
+                         ("McNemar p vs data (Holm)", "mcnemar_p_holm")):
+        table[ours] = comparison.loc[table["representation"], theirs].to_numpy()
     return table
 
 
-def mcnemar_vs(correct_by_rep: dict, rep: str, reference: str = "data") -> float:
-    """Exact McNemar p-value (two-sided binomial test on discordant pairs) of `rep` vs `reference`."""
-    from scipy.stats import binomtest
-
-    if rep == reference or reference not in correct_by_rep:
-        return float("nan")
-    ids_a, a = correct_by_rep[reference]
-    ids_b, b = correct_by_rep[rep]
-    if not np.array_equal(ids_a, ids_b) or a.shape != b.shape:
-        return float("nan")
-    only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
-    if only_a + only_b == 0:
-        return 1.0
-    return float(binomtest(only_a, only_a + only_b, 0.5).pvalue)
+def _fmt(value: float, digits: int = 3) -> str:
+    return "–" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
 
 
-def _fmt(value: float) -> str:
-    return "–" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.3f}"
+def cell(value: float, low: float, high: float, sd: float = float("nan"), digits: int = 2) -> str:
+    """``0.91 [0.87, 0.94]``; with several seeds ``0.91 ± 0.02 [0.87, 0.94]``."""
+    if value is None or not np.isfinite(value):
+        return "–"
+    spread = f" ± {sd:.{digits}f}" if np.isfinite(sd) else ""
+    return f"{value:.{digits}f}{spread} [{_fmt(low, digits)}, {_fmt(high, digits)}]"
 
 
-def _bold_best(frame: pd.DataFrame, columns) -> pd.DataFrame:
-    """Format numbers; the best (highest) value of each column in bold, ties all bold."""
-    out = frame.copy()
+def _bold_best(frame: pd.DataFrame, columns, digits: int = 3, text=None) -> pd.DataFrame:
+    """Format a table; the best (highest) value of each column, at the shown precision, in bold
+    (ties all bold). `text(row, column)` renders a cell (default: the number)."""
+    out = frame.copy().astype(object)
     for col in columns:
-        values = frame[col].astype(float)
-        best = np.round(values.max(), 3) if values.notna().any() else None
-        out[col] = [f"**{_fmt(v)}**" if best is not None and not np.isnan(v) and np.round(v, 3) == best else _fmt(v)
-                    for v in values]
+        values = np.round(frame[col].to_numpy(dtype=float), digits)
+        best = np.nanmax(values) if np.isfinite(values).any() else np.nan
+        for i, (index, v) in enumerate(zip(frame.index, values)):
+            shown = text(frame.loc[index], col) if text else _fmt(frame.loc[index, col], digits)
+            out.loc[index, col] = f"**{shown}**" if np.isfinite(v) and v == best else shown
     return out
 
 
-def render_markdown(arch: str, table: pd.DataFrame, dataset: str, run_note: str = "") -> str:
+def render_markdown(arch: str, table: pd.DataFrame, dataset: str, run_note: str = "", n_boot: int = 1000,
+                    level: float = 0.95) -> str:
     number = TABLE_NUMBERS.get(arch)
     title = ARCH_TITLES.get(arch, arch)
     lines = [f"# Table {number} — {title}" if number else f"# {title}", ""]
@@ -198,17 +205,24 @@ def render_markdown(arch: str, table: pd.DataFrame, dataset: str, run_note: str 
     if table.empty:
         lines += ["No predictions.", ""]
         return "\n".join(lines)
-    ours = _bold_best(table, METRICS)
-    ours = ours[["representation", *METRICS]]
-    ci = [f"{_fmt(r['Accuracy CI low'])}–{_fmt(r['Accuracy CI high'])}" for _, r in table.iterrows()]
-    ours.insert(2, "Accuracy 95% CI", ci)
-    ours["p vs data"] = [_fmt(v) for v in table["McNemar p vs data"]]
-    lines += [ours.to_markdown(index=False), ""]
     n_seeds = int(table["n_seeds"].max())
-    lines.append(f"{int(table['n_test'].iloc[0])} test images"
-                 + (f"; mean of {n_seeds} seeds" if n_seeds > 1 else "")
-                 + ". CI: bootstrap over test images (1000 resamples). p vs data: exact McNemar test of "
-                 "accuracy against the `data` row on the same test images.")
+
+    def ci_cell(row, metric):
+        return cell(row[metric], row[f"{metric} CI low"], row[f"{metric} CI high"], row[f"{metric} SD over seeds"])
+
+    ours = _bold_best(table, METRICS, digits=2, text=ci_cell)[["representation", *METRICS]]
+    ours["p vs data (Holm)"] = [_fmt(v) for v in table["McNemar p vs data (Holm)"]]
+    lines += [ours.to_markdown(index=False), ""]
+    first = table.iloc[0]
+    pct = f"{level:.0%}"
+    lines.append(f"{int(first['n_test'])} test images of {int(first['n_patients'])} patients"
+                 + (f"; each value is the mean ± SD over {n_seeds} seeds" if n_seeds > 1 else "")
+                 + f". Brackets: {pct} bootstrap CI ({n_boot} resamples of patients, drawn with replacement "
+                 "within each class; the same resamples for every row"
+                 + ("; the CI of the seed mean" if n_seeds > 1 else "")
+                 + "). p vs data: exact McNemar test of accuracy against the `data` row on the same test "
+                 "images (first seed), Holm-adjusted over the rows; the paired CIs of the differences are in "
+                 f"the CSV and in `comparison_{arch}.csv`.")
     paper = PAPER.get(arch)
     if paper:
         side = []
@@ -225,18 +239,19 @@ def render_markdown(arch: str, table: pd.DataFrame, dataset: str, run_note: str 
         lines += ["", f"## Beside the paper (Sadre et al. 2021, Table {number})", "",
                   formatted.to_markdown(index=False), "",
                   "† The paper's values: COVIDx5 test set (100 images per class), each model's epoch "
-                  "**selected on the test set** (the seed code's model selection), one run. Bold: best per "
-                  "column within each run. Ours differ in data"
+                  "**selected on the test set** (the seed code's model selection), one run, no CIs. Bold: best "
+                  "per column within each run. Ours differ in data"
                   + (" (the built-in phantom, not COVIDx5)" if "phantom" in dataset else "")
                   + ", scale and selection; compare the pattern across rows, not the numbers.", ""]
     return "\n".join(lines)
 
 
 def write_classifier_table(arch: str, prediction_files, out_csv, out_md, dataset: str,
-                           representations=REPRESENTATIONS, run_note: str = "") -> pd.DataFrame:
+                           representations=REPRESENTATIONS, run_note: str = "", n_boot: int = 1000,
+                           boot_seed: int = 0, level: float = 0.95) -> pd.DataFrame:
     predictions = pd.concat([pd.read_csv(path) for path in prediction_files], ignore_index=True)
     predictions = predictions[predictions["arch"] == arch]
-    table = table_rows(predictions, representations)
+    table = table_rows(predictions, representations, n_boot, boot_seed, level)
     write_csv_atomic(table, out_csv)
-    write_text_atomic(out_md, render_markdown(arch, table, dataset, run_note))
+    write_text_atomic(out_md, render_markdown(arch, table, dataset, run_note, n_boot, level))
     return table

@@ -105,6 +105,7 @@ rule classifier_table:
         mem_mb=1000,
         runtime=10,
     params:
+        **AUDIT_STATS,
         dataset=dataset_name(),
         representations=CLS_REPS,
         note=lambda wildcards: classifier_run_note(wildcards.arch),
