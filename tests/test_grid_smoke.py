@@ -98,3 +98,47 @@ def test_pretrained_weights_come_from_a_local_file_or_the_fetch_rule(tmp_path):
     assert "rule fetch_pretrained_weights" in fetch.stdout
     assert "resources/pretrained/resnet50_imagenet1k_v1.pth" in fetch.stdout
     assert "covidnet_cxr3a_imagenet1k_v1" not in fetch.stdout  # COVID-Net: never pretrained
+
+
+def planned_jobs(result) -> list[tuple[str, dict]]:
+    """(rule, wildcards) of every job a dry run plans."""
+    jobs, rule = [], None
+    for line in result.stdout.splitlines():
+        if line.startswith("rule "):
+            rule = line[5:].rstrip(":")
+            jobs.append((rule, {}))
+        elif line.strip().startswith("wildcards:") and rule:
+            jobs[-1] = (rule, dict(pair.split("=", 1) for pair in line.split(":", 1)[1].strip().split(", ")))
+    return jobs
+
+
+def test_changing_one_architectures_recipe_reruns_only_its_jobs(tmp_path):
+    """Record provenance for a finished grid of two architectures (placeholder outputs, then
+    `--touch --forceall`, which stores the rules' params), change one recipe, dry-run."""
+    config = copy.deepcopy(TINY)
+    config["classification"]["architectures"] = ["covidnet_cxr3a", "resnet50"]
+    summary = snakemake(tmp_path, "--summary", config=config)
+    assert summary.returncode == 0, summary.stderr[-3000:]
+    for line in summary.stdout.splitlines()[1:]:
+        path = tmp_path / line.split("\t")[0]
+        if path.suffix:  # the phantom's directory outputs have none
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch()
+        else:
+            path.mkdir(parents=True, exist_ok=True)
+    touched = snakemake(tmp_path, "--touch", "--forceall", config=config)
+    assert touched.returncode == 0, touched.stdout[-3000:] + touched.stderr[-3000:]
+    assert "Nothing to be done" in snakemake(tmp_path, "-n", config=config).stdout
+
+    config["classification"]["models"]["resnet50"] = {"lr": 3e-4}
+    changed = snakemake(tmp_path, "-n", config=config)
+    assert changed.returncode == 0, changed.stderr[-3000:]
+    jobs = planned_jobs(changed)
+    trained = [w for rule, w in jobs if rule == "train_classifier"]
+    assert sorted(w["rep"] for w in trained) == sorted(REPS) and {w["arch"] for w in trained} == {"resnet50"}
+    per_arch = [w["arch"] for rule, w in jobs if "arch" in w]
+    assert set(per_arch) == {"resnet50"}, jobs
+    rules = {rule for rule, _ in jobs}
+    assert {"evaluate_classifier", "classifier_table", "gradcam", "audit_tables", "verdict"} <= rules
+    for upstream in ("phantom", "ingest", "representation", "segment_images", "train_unet", "source_probe"):
+        assert upstream not in rules
