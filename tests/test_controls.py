@@ -2,8 +2,12 @@
 verdict flags non_lung_signal; with it off (config/control_no_shortcut.yaml's setting), the
 model still learns and is not flagged; and boxed-out accuracy rises with the shortcut knob.
 
-Tiny scale, one fast architecture (a narrow COVID-Net PEPX at 64 px), ground-truth lung masks,
-only the representations the verdict needs. Slow (minutes on 2 shared cores): ``-m slow``.
+Tiny scale, one architecture that learns reliably at this scale (ResNet-50 at 64 px with the
+embedded default's scale-down recipe, 3 epochs, ~20 s per model), ground-truth lung masks, only
+the representations the verdict needs, disease made easy to see (disease_contrast 8) so that a
+model can learn from the lungs alone. Measured before making CI gate on it (shortcut 0, 64 px,
+seeds 0/1/2): data accuracy 0.833 / 0.833 / 0.878 on 90 test images, lungs_boxed_out 0.311 /
+0.344 (chance 0.333). Three workflow runs, ~2 min each on 2 cores.
 """
 
 from __future__ import annotations
@@ -19,18 +23,10 @@ import yaml
 
 from conftest import REPO
 
-import os
-
-# Opt-in: the two control runs take ~10 min on 2 cores, and the negative control's outcome is
-# not yet stable from run to run at this tiny scale, so CI does not gate on it yet.
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(os.environ.get("HIDESEEK_RUN_CONTROLS") != "1",
-                       reason="control runs take ~10 min and are not yet stable; set HIDESEEK_RUN_CONTROLS=1"),
-]
+pytestmark = pytest.mark.slow
 
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
-ARCH = "covidnet_cxr3a"
+ARCH = "resnet50"
 CONTROL = {
     "phantom": {"seed": 0, "n_train_per_class": 150, "n_test_per_class": 30, "long_side": [120, 140],
                 "disease_contrast": 8.0,
@@ -42,8 +38,8 @@ CONTROL = {
         "representations": ["data", "lungs_boxed_out"],
         "train_images_per_class": None,
         "resources": {"threads": 1},
-        "models": {ARCH: {"input_size": 64, "epochs": 10, "width": 0.25, "lr": 0.002, "batch_size": 16, "bn_recalibration_images": 128,
-                          "sampler": "shuffle", "class_weights": [1, 1, 1], "augment": {"enabled": False}}},
+        # merged over config/config.yaml's models.resnet50 (lr 1e-3, batch 16, BN recalibration)
+        "models": {ARCH: {"input_size": 64, "epochs": 3}},
     },
     "audit": {"n_boot": 500, "gradcam": {"n_images": 12}, "source_probe": {"enabled": False}},
 }
