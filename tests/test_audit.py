@@ -130,8 +130,12 @@ def test_test_time_hiding_and_verdict():
     own2 = audit.representation_comparison(pred2, ["data", "lungs_removed", "lungs_boxed_out"], n_boot=200)
     row2 = audit.verdict_row("alexnet", own2, chance, margin=0.1, learned_margin=0.2)
     assert row2["learned"] and not row2["non_lung_signal"]
-    md = audit.summary_markdown(pd.DataFrame([row, row2])[audit.VERDICT_COLUMNS], "test data")
-    assert "non_lung_signal" in md and "| alexnet" in md
+    row3 = audit.verdict_row("alexnet", own2, chance, margin=0.1, learned_margin=0.2,
+                             probe=dict(balanced_accuracy=0.93, balanced_chance=1 / 3))
+    assert row3["source_probe_balanced_accuracy"] == 0.93
+    assert "balanced accuracy 0.930 (chance 0.333)" in row3["paragraph"]
+    md = audit.summary_markdown(pd.DataFrame([row, row2, row3])[audit.VERDICT_COLUMNS], "test data")
+    assert "non_lung_signal" in md and "| alexnet" in md and "0.930" in md
 
 
 def test_source_probe_rows_and_skip_reason():

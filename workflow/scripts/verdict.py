@@ -17,8 +17,9 @@ with rule_logging(snakemake.log[0]) as log:
     if probe_files:
         table = pd.read_csv(probe_files[0])
         hit = table[(table["representation"] == "data") & (table["true_class"] == "all")]
-        if "accuracy" in table.columns and len(hit) and pd.notna(hit.iloc[0]["accuracy"]):
-            probe = dict(accuracy=float(hit.iloc[0]["accuracy"]), baseline=float(hit.iloc[0]["baseline"]))
+        if "balanced_accuracy" in table.columns and len(hit) and pd.notna(hit.iloc[0]["balanced_accuracy"]):
+            probe = dict(balanced_accuracy=float(hit.iloc[0]["balanced_accuracy"]),
+                         balanced_chance=float(hit.iloc[0]["balanced_chance"]))
     rows = []
     for arch, comparison, attention in zip(p.archs, snakemake.input.comparisons, snakemake.input.attention):
         own = pd.read_csv(comparison)
