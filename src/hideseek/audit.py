@@ -49,7 +49,7 @@ def bootstrap_weights(patients, labels, n_boot: int = 1000, seed: int = 0) -> np
     return weights
 
 
-def _percentile_ci(samples: np.ndarray, level: float) -> tuple[float, float]:
+def percentile_ci(samples: np.ndarray, level: float) -> tuple[float, float]:
     samples = np.asarray(samples, dtype=float)
     samples = samples[np.isfinite(samples)]
     if samples.size == 0:
@@ -65,7 +65,7 @@ def ratio_ci(numerator, denominator, weights: np.ndarray, level: float = 0.95) -
     with np.errstate(invalid="ignore", divide="ignore"):
         point = num.sum() / den.sum() if den.sum() > 0 else float("nan")
         boot = (weights @ num) / (weights @ den)
-    return (float(point), *_percentile_ci(boot, level))
+    return (float(point), *percentile_ci(boot, level))
 
 
 def mean_ci(values, weights: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
@@ -164,7 +164,7 @@ def per_class_auroc(frame: pd.DataFrame, n_boot: int = 1000, seed: int = 0, leve
             rows.append(dict(cls=cls, auroc=np.nan, ci_low=np.nan, ci_high=np.nan))
             continue
         point = roc_auc_score(y, score)
-        lo, hi = _percentile_ci(weighted_auroc(y, score, weights), level)
+        lo, hi = percentile_ci(weighted_auroc(y, score, weights), level)
         rows.append(dict(cls=cls, auroc=float(point), ci_low=lo, ci_high=hi))
     return pd.DataFrame(rows).rename(columns={"cls": "class"})
 

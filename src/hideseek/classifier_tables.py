@@ -118,7 +118,7 @@ def table_rows(predictions: pd.DataFrame, representations=REPRESENTATIONS, n_boo
                boot_seed: int = 0, level: float = 0.95) -> pd.DataFrame:
     """One row per representation (trained and tested on it): metrics (mean over seeds), their
     SD over seeds, patient-bootstrap CIs, and the accuracy comparison with the ``data`` row."""
-    from .audit import bootstrap_weights, representation_comparison
+    from .audit import bootstrap_weights, percentile_ci, representation_comparison
 
     own = predictions[predictions["train_rep"] == predictions["test_rep"]]
     rows, weights, reference = [], None, None
@@ -141,11 +141,10 @@ def table_rows(predictions: pd.DataFrame, representations=REPRESENTATIONS, n_boo
         onehots = [_confusion_onehot(_codes(f["true"]), _codes(f["predicted"])) for f in per_seed]
         points = np.stack([_metrics_from_counts(o.sum(0, keepdims=True))[0] for o in onehots])  # (S, 7)
         boot = np.nanmean(np.stack([_metrics_from_counts(weights @ o) for o in onehots]), axis=0)  # (R, 7)
-        tail = (1 - level) / 2 * 100
         with np.errstate(invalid="ignore"):
             mean = np.nanmean(points, axis=0)
             sd = np.nanstd(points, axis=0, ddof=1) if len(seeds) > 1 else np.full(len(METRICS), np.nan)
-            low, high = np.nanpercentile(boot, tail, axis=0), np.nanpercentile(boot, 100 - tail, axis=0)
+        low, high = zip(*(percentile_ci(boot[:, j], level) for j in range(len(METRICS))))
         row = {"representation": rep, "n_seeds": len(seeds), "n_test": len(ids),
                "n_patients": per_seed[0]["patient_id"].nunique()}
         for name, m, s, lo, hi in zip(METRICS, mean, sd, low, high):
