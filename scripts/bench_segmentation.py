@@ -62,7 +62,7 @@ def synthetic_images(n: int, side: int, seed: int = 0) -> list[np.ndarray]:
 
 def load_images(args) -> list[np.ndarray]:
     if args.store:
-        from hideseek.store import ImageStore
+        from hideseek.data.store import ImageStore
 
         store = ImageStore(Path(args.store) / "pixels.npy", Path(args.store) / "images.csv")
         return [store[i] for i in range(min(args.n, len(store)))]
@@ -72,9 +72,10 @@ def load_images(args) -> list[np.ndarray]:
 def load_net(args):
     import torch
 
-    from hideseek.segmentation import build_unet, configure_torch, load_model
+    from hideseek.segmentation.network import build_unet, load_model
+    from hideseek.devices import set_threads
 
-    configure_torch(args.threads)
+    set_threads(args.threads)
     if args.model:
         model, size, _ = load_model(args.model)
         return model, size
@@ -87,7 +88,7 @@ def phase_inference(args) -> dict:
     """Bare forward and the full pipeline, timed alternately in one process (fair under varying load)."""
     import torch
 
-    from hideseek.segmentation import LungSegmenter
+    from hideseek.segmentation.inference import LungSegmenter
 
     model, size = load_net(args)
     images = load_images(args)
@@ -120,9 +121,10 @@ def phase_inference(args) -> dict:
 def phase_post(args) -> dict:
     import cv2
 
-    from hideseek.lungmasks import mask_qc
+    from hideseek.segmentation.masks import mask_qc
     from hideseek.representations import all_representations
-    from hideseek.segmentation import image_to_model, model_to_image, postprocess
+    from hideseek.segmentation.geometry import image_to_model, model_to_image
+    from hideseek.segmentation.inference import postprocess
 
     images = load_images(args)
     size = args.size

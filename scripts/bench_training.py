@@ -48,18 +48,14 @@ def main() -> None:
     import torch
     import torch.nn.functional as F
 
-    from hideseek.augment import AugmentConfig, augment_batch
-    from hideseek.models import build_model
+    from hideseek.classification.augment import augment_batch, AugmentConfig
+    from hideseek.classification.models import build_model
     from hideseek.seeding import seed_everything
-    from hideseek.training import (
-        BalancedSampler,
-        load_split,
-        make_optimizer,
-        performance_settings,
-        resolve_device,
-        to_model_input,
-        _autocast,
-    )
+    from hideseek.classification.samplers import BalancedSampler
+    from hideseek.classification.inputs import load_split
+    from hideseek.classification.performance import make_optimizer, performance_settings, to_model_input
+    from hideseek.devices import resolve_device
+    from hideseek.classification.performance import autocast
 
     seed_everything(0)
     device = resolve_device(args.device)
@@ -95,7 +91,7 @@ def main() -> None:
             torch.cuda.synchronize()
 
     def step(x, y):
-        with _autocast(perf):
+        with autocast(perf):
             logits = model(x)
         loss = F.cross_entropy(logits.float(), y, weight=weights)
         optimizer.zero_grad(set_to_none=True)

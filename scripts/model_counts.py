@@ -18,14 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # run from
 
 import torch  # noqa: E402
 
-from hideseek.models import (  # noqa: E402
-    ARCHITECTURES,
-    COVIDNET_ARCHS,
-    PUBLISHED_COUNTS,
-    build_model,
-    count_macs,
-    count_parameters,
-)
+from hideseek.classification.models import PUBLISHED_COUNTS, build_model, count_macs, count_parameters  # noqa: E402
+from hideseek.vocabulary import ARCHITECTURES, COVIDNET_ARCHS  # noqa: E402
 
 
 TORCHVISION_NOTES = {"alexnet": "torchvision alexnet", "vgg11": "torchvision vgg11_bn",

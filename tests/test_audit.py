@@ -5,14 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from hideseek.audit import comparisons
+from hideseek.audit.comparisons import per_class_auroc, per_source_accuracy, representation_comparison
+from hideseek.audit.source_probe import probe_rows, probe_skip_reason
+from hideseek.audit.verdict import VERDICT_COLUMNS, chance_level, summary_markdown, verdict_row
+from hideseek.stats import bootstrap_weights, holm, mcnemar_exact, mean_ci, weighted_auroc
 
-from hideseek import audit
 
 
 def test_bootstrap_weights_resample_patients_within_class():
     patients = ["a", "a", "b", "c", "d", "d", "d", "e"]
     labels = ["x", "x", "x", "x", "y", "y", "y", "y"]
-    w = audit.bootstrap_weights(patients, labels, n_boot=200, seed=1)
+    w = bootstrap_weights(patients, labels, n_boot=200, seed=1)
     assert w.shape == (200, 8)
     # images of one patient always share a weight
     assert (w[:, 0] == w[:, 1]).all() and (w[:, 4] == w[:, 5]).all() and (w[:, 5] == w[:, 6]).all()
@@ -20,7 +24,7 @@ def test_bootstrap_weights_resample_patients_within_class():
     draws_x = w[:, 0] + w[:, 2] + w[:, 3]
     draws_y = w[:, 4] + w[:, 7]
     assert (draws_x == 3).all() and (draws_y == 2).all()
-    again = audit.bootstrap_weights(patients, labels, n_boot=200, seed=1)
+    again = bootstrap_weights(patients, labels, n_boot=200, seed=1)
     assert (w == again).all()
 
 
@@ -30,11 +34,11 @@ def test_bootstrap_ci_covers_known_binomial_at_about_nominal_rate():
     rng = np.random.default_rng(123)
     patients = np.arange(n)
     labels = np.zeros(n, dtype=int)
-    weights = audit.bootstrap_weights(patients, labels, n_boot=500, seed=7)
+    weights = bootstrap_weights(patients, labels, n_boot=500, seed=7)
     covered = 0
     for _ in range(trials):
         x = (rng.random(n) < p).astype(float)
-        _, lo, hi = audit.mean_ci(x, weights)
+        _, lo, hi = mean_ci(x, weights)
         covered += lo <= p <= hi
     rate = covered / trials
     # binomial SE at 0.95 with 300 trials is 0.0126; percentile bootstrap runs a bit narrow
@@ -50,16 +54,16 @@ def test_mcnemar_exact_matches_statsmodels():
         b = rng.random(120) < rng.uniform(0.4, 0.9)
         table = [[int((a & b).sum()), int((a & ~b).sum())], [int((~a & b).sum()), int((~a & ~b).sum())]]
         ref = mcnemar(table, exact=True).pvalue
-        assert audit.mcnemar_exact(a, b) == pytest.approx(ref, rel=1e-9, abs=1e-12)
+        assert mcnemar_exact(a, b) == pytest.approx(ref, rel=1e-9, abs=1e-12)
     same = np.array([True, False, True])
-    assert audit.mcnemar_exact(same, same) == 1.0
+    assert mcnemar_exact(same, same) == 1.0
 
 
 def test_holm_matches_statsmodels_and_skips_nan():
     from statsmodels.stats.multitest import multipletests
 
     p = np.array([0.01, np.nan, 0.04, 0.03, 0.2])
-    out = audit.holm(p)
+    out = holm(p)
     ref = multipletests(p[[0, 2, 3, 4]], method="holm")[1]
     assert np.isnan(out[1])
     assert np.allclose(out[[0, 2, 3, 4]], ref)
@@ -85,7 +89,7 @@ def _predictions(n_per_class=20, seed=0, acc=0.8):
 
 def test_per_source_accuracy_and_auroc():
     frame = _predictions()
-    table = audit.per_source_accuracy(frame, n_boot=200)
+    table = per_source_accuracy(frame, n_boot=200)
     assert set(table["source"]) == {"rsna", "cohen", "sirm"}
     covid = table[table["true"] == "COVID-19"]
     assert covid["n_images"].sum() == 20
@@ -96,7 +100,7 @@ def test_per_source_accuracy_and_auroc():
 
     from sklearn.metrics import roc_auc_score
 
-    auc = audit.per_class_auroc(frame, n_boot=100)
+    auc = per_class_auroc(frame, n_boot=100)
     assert list(auc["class"]) == ["normal", "pneumonia", "COVID-19"]
     ref = roc_auc_score((frame["true"] == "COVID-19").astype(int), frame["p_covid"])
     assert auc.iloc[2]["auroc"] == pytest.approx(ref)
@@ -113,28 +117,28 @@ def test_test_time_hiding_and_verdict():
         g["train_rep"] = rep
         frames.append(g)
     pred = pd.concat(frames, ignore_index=True).drop_duplicates(["train_rep", "test_rep", "image_id"])
-    table = audit.test_time_hiding(pred, ["data", "lungs_removed", "lungs_boxed_out"], n_boot=200)
+    table = comparisons.test_time_hiding(pred, ["data", "lungs_removed", "lungs_boxed_out"], n_boot=200)
     assert list(table["test_rep"]) == ["data", "lungs_removed", "lungs_boxed_out"]
     assert np.isnan(table.iloc[0]["mcnemar_p"])
     assert (table["ci_low"] <= table["accuracy"]).all()
-    own = audit.representation_comparison(pred, ["data", "lungs_removed", "lungs_boxed_out"], n_boot=200)
-    chance = audit.chance_level(pred[pred["test_rep"] == "data"]["true"])
+    own = representation_comparison(pred, ["data", "lungs_removed", "lungs_boxed_out"], n_boot=200)
+    chance = chance_level(pred[pred["test_rep"] == "data"]["true"])
     assert chance == pytest.approx(1 / 3)
-    row = audit.verdict_row("alexnet", own, chance, margin=0.1, learned_margin=0.2)
+    row = verdict_row("alexnet", own, chance, margin=0.1, learned_margin=0.2)
     assert row["learned"] and row["non_lung_signal"]
     assert "outside the lungs" in row["paragraph"]
     # a model at chance on boxed_out is not flagged
     chance_frame = _predictions(n_per_class=40, seed=2, acc=1 / 3)
     chance_frame["train_rep"] = chance_frame["test_rep"] = "lungs_boxed_out"
     pred2 = pd.concat([pred[pred["train_rep"] != "lungs_boxed_out"], chance_frame], ignore_index=True)
-    own2 = audit.representation_comparison(pred2, ["data", "lungs_removed", "lungs_boxed_out"], n_boot=200)
-    row2 = audit.verdict_row("alexnet", own2, chance, margin=0.1, learned_margin=0.2)
+    own2 = representation_comparison(pred2, ["data", "lungs_removed", "lungs_boxed_out"], n_boot=200)
+    row2 = verdict_row("alexnet", own2, chance, margin=0.1, learned_margin=0.2)
     assert row2["learned"] and not row2["non_lung_signal"]
-    row3 = audit.verdict_row("alexnet", own2, chance, margin=0.1, learned_margin=0.2,
+    row3 = verdict_row("alexnet", own2, chance, margin=0.1, learned_margin=0.2,
                              probe=dict(balanced_accuracy=0.93, balanced_chance=1 / 3))
     assert row3["source_probe_balanced_accuracy"] == 0.93
     assert "balanced accuracy 0.930 (chance 0.333)" in row3["paragraph"]
-    md = audit.summary_markdown(pd.DataFrame([row, row2, row3])[audit.VERDICT_COLUMNS], "test data")
+    md = summary_markdown(pd.DataFrame([row, row2, row3])[VERDICT_COLUMNS], "test data")
     assert "non_lung_signal" in md and "| alexnet" in md and "0.930" in md
 
 
@@ -145,7 +149,7 @@ def test_source_probe_rows_and_skip_reason():
         src = "rsna" if cls == "normal" else ("cohen" if i % 4 == 1 else "sirm")
         rows.append(dict(true_class=cls, source=src, predicted_source=src, patient_id=f"p{i}"))
     frame = pd.DataFrame(rows)
-    out = pd.DataFrame(audit.probe_rows(frame, "data", n_boot=100))
+    out = pd.DataFrame(probe_rows(frame, "data", n_boot=100))
     normal = out[out["true_class"] == "normal"].iloc[0]
     assert "single source" in normal["note"]
     covid = out[out["true_class"] == "COVID-19"].iloc[0]
@@ -153,14 +157,14 @@ def test_source_probe_rows_and_skip_reason():
     assert covid["balanced_chance"] == 0.5
     # a probe that only knows the class predicts the class's majority source: never above baseline
     frame["predicted_source"] = frame["true_class"].map({"normal": "rsna", "COVID-19": "sirm"})
-    covid = pd.DataFrame(audit.probe_rows(frame, "data", n_boot=100)).query("true_class == 'COVID-19'").iloc[0]
+    covid = pd.DataFrame(probe_rows(frame, "data", n_boot=100)).query("true_class == 'COVID-19'").iloc[0]
     assert covid["accuracy"] == covid["baseline"] and not covid["above_baseline"]
 
     index = pd.DataFrame(dict(label=["normal", "COVID-19"], source=["rsna", "cohen"], partition="test"))
-    assert "single source" in audit.probe_skip_reason(index)
-    assert "no source" in audit.probe_skip_reason(index.drop(columns="source"))
+    assert "single source" in probe_skip_reason(index)
+    assert "no source" in probe_skip_reason(index.drop(columns="source"))
     index2 = pd.DataFrame(dict(label=["COVID-19", "COVID-19"], source=["sirm", "cohen"], partition="test"))
-    assert audit.probe_skip_reason(index2) is None
+    assert probe_skip_reason(index2) is None
 
 
 def test_weighted_auroc_matches_sklearn_with_sample_weights():
@@ -170,7 +174,7 @@ def test_weighted_auroc_matches_sklearn_with_sample_weights():
     y = rng.random(80) < 0.4
     score = np.round(rng.random(80) + 0.3 * y, 2)  # rounded: ties
     weights = rng.integers(0, 3, size=(5, 80))
-    ours = audit.weighted_auroc(y, score, weights)
+    ours = weighted_auroc(y, score, weights)
     for w, value in zip(weights, ours):
         assert value == pytest.approx(roc_auc_score(y, score, sample_weight=w))
-    assert audit.weighted_auroc(y, score, np.ones(80))[0] == pytest.approx(roc_auc_score(y, score))
+    assert weighted_auroc(y, score, np.ones(80))[0] == pytest.approx(roc_auc_score(y, score))

@@ -8,8 +8,8 @@ import yaml
 from snakemake.utils import validate
 
 from conftest import REPO
-from hideseek.augment import AugmentConfig, affine_matrices, augment_batch, draw_params
-from hideseek.training import resolve_recipe
+from hideseek.classification.augment import affine_matrices, augment_batch, AugmentConfig, draw_params
+from hideseek.classification.recipes import resolve_recipe
 
 SCHEMA = str(REPO / "workflow" / "schemas" / "config.schema.yaml")
 TORCHVISION = ("alexnet", "vgg11", "resnet50")

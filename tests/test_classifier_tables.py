@@ -4,17 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hideseek import CLASSES
-from hideseek.classifier_tables import (
-    METRICS,
-    PAPER,
-    TABLE_NUMBERS,
-    cell,
-    confusion,
-    metrics_from_confusion,
-    table_rows,
-    write_classifier_table,
-)
+from hideseek.vocabulary import CLASSES
+from hideseek.classification.tables import cell, confusion, METRICS, metrics_from_confusion, PAPER, table_rows, write_classifier_table
+from hideseek.vocabulary import TABLE_NUMBERS
 
 
 def hand_made(rep, cm, seed=0, arch="resnet50", test_rep=None):
@@ -90,7 +82,7 @@ def test_the_bootstrap_resamples_patients_within_class():
 
 
 def test_table_and_comparison_csv_agree():
-    from hideseek.audit import representation_comparison
+    from hideseek.audit.comparisons import representation_comparison
 
     frames = pd.concat([hand_made("data", CM_DATA), hand_made("lungs_removed", CM_REMOVED)])
     table = table_rows(frames, n_boot=300, boot_seed=4)

@@ -2,7 +2,7 @@ import cv2
 import numpy as np
 import pytest
 
-from hideseek.images import DecodeError, read_gray, resize_long_side, to_gray_uint8
+from hideseek.data.decode import DecodeError, read_gray, resize_long_side, to_gray_uint8
 
 from conftest import write_png
 

@@ -1,14 +1,13 @@
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from hideseek import InputError
-from hideseek.dataset import ingest_classification_data
-from hideseek.images import read_gray, resize_long_side
-from hideseek.ingest import attribute_sources, parse_split_file, split_duplicates
-from hideseek.store import ImageStore
+from hideseek.errors import InputError
+from hideseek.data.ingest import ingest_classification_data
+from hideseek.data.decode import read_gray, resize_long_side
+from hideseek.data.splitfiles import attribute_sources, parse_split_file, split_duplicates
+from hideseek.data.store import ImageStore
 
 from conftest import gradient_image, write_png
 

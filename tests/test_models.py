@@ -9,19 +9,9 @@ import pytest
 import torch
 from torch import nn
 
-from hideseek import InputError
-from hideseek.models import (
-    ARCHITECTURES,
-    COVIDNET_ARCHS,
-    COVIDNET_CONFIGS,
-    PEPX,
-    PUBLISHED_COUNTS,
-    PEPXStage,
-    build_model,
-    count_macs,
-    count_parameters,
-    gradcam_target_layers,
-)
+from hideseek.errors import InputError
+from hideseek.vocabulary import ARCHITECTURES, COVIDNET_ARCHS
+from hideseek.classification.models import build_model, count_macs, count_parameters, COVIDNET_CONFIGS, gradcam_target_layers, PEPX, PEPXStage, PUBLISHED_COUNTS
 
 torch.set_num_threads(1)
 
@@ -222,7 +212,7 @@ def test_documented_counts_are_current(arch):
 
 
 def test_fetch_pretrained_weights_reuses_the_cache_without_network(tmp_path):
-    from hideseek.models import fetch_pretrained_weights
+    from hideseek.classification.models import fetch_pretrained_weights
 
     cached = tmp_path / "resnet50_imagenet1k_v1.pth"
     cached.write_bytes(b"already downloaded")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from hideseek import phantom as P
+from hideseek.data import phantom as P
 
 SMALL = {
     "seed": 0,

@@ -4,17 +4,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hideseek.representations import (
-    REPRESENTATIONS,
-    all_representations,
-    figure1,
-    keep_largest_components,
-    lung_box,
-    represent,
-    write_derived_store,
-    write_representation,
-)
-from hideseek.store import ImageStore
+from hideseek.vocabulary import REPRESENTATIONS
+from hideseek.representations import all_representations, figure1, represent, write_representation
+from hideseek.segmentation.components import keep_largest_components, lung_box
+from hideseek.data.store import write_derived_store
+from hideseek.data.store import ImageStore
 
 
 def constructed():

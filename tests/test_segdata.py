@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
 
-from hideseek import InputError
-from hideseek.segdata import index_seg_sets, pair_seg_folder, read_mask
+from hideseek.errors import InputError
+from hideseek.segmentation.pairing import index_seg_sets, pair_seg_folder
+from hideseek.data.decode import read_mask
 
 from conftest import gradient_image, write_png
 

@@ -7,23 +7,16 @@ import pandas as pd
 import pytest
 import torch
 
-from hideseek import InputError
-from hideseek.lungmasks import ground_truth_masks, mask_qc, segment_store
-from hideseek.representations import write_derived_store
-from hideseek.segeval import PAPER_TABLE2, image_metrics, summarize, table2_markdown
-from hideseek.segmentation import (
-    LungSegmenter,
-    build_unet,
-    configure_torch,
-    image_to_model,
-    load_model,
-    mask_to_model,
-    model_to_image,
-    pad_square,
-    postprocess,
-)
-from hideseek.segtrain import exclude_test_images, grouped_split, train_unet
-from hideseek.store import ImageStore
+from hideseek.errors import InputError
+from hideseek.segmentation.masks import ground_truth_masks, mask_qc, segment_store
+from hideseek.data.store import write_derived_store
+from hideseek.segmentation.table2 import image_metrics, PAPER_TABLE2, summarize, table2_markdown
+from hideseek.segmentation.inference import LungSegmenter, postprocess
+from hideseek.segmentation.network import build_unet, load_model
+from hideseek.devices import set_threads
+from hideseek.segmentation.geometry import image_to_model, mask_to_model, model_to_image, pad_square
+from hideseek.segmentation.training import exclude_test_images, grouped_split, train_unet
+from hideseek.data.store import ImageStore
 
 from conftest import write_png
 
@@ -241,7 +234,7 @@ def test_grouped_split_and_test_images_never_trained_on(tmp_path):
 
 
 def test_training_resumes_after_a_kill_to_the_same_weights(tmp_path):
-    configure_torch(1)
+    set_threads(1)
     pairs = seg_pairs(tmp_path)
     straight = train_unet(pairs, TINY, tmp_path / "a.pt", tmp_path / "a.csv", tmp_path / "ckpt_a", "cpu",
                           progress=False)
@@ -269,7 +262,7 @@ def test_training_resumes_after_a_kill_to_the_same_weights(tmp_path):
 
 
 def test_segmenter_keeps_order_and_shapes_across_batches(tmp_path):
-    configure_torch(1)
+    set_threads(1)
     torch.manual_seed(0)
     model = build_unet(TINY["network"]).eval()
     rng = np.random.default_rng(0)
@@ -283,7 +276,7 @@ def test_segmenter_keeps_order_and_shapes_across_batches(tmp_path):
 
 
 def test_model_file_loads_with_weights_only(tmp_path):
-    configure_torch(1)
+    set_threads(1)
     pairs = seg_pairs(tmp_path)
     cfg = copy.deepcopy(TINY)
     cfg["train"]["epochs"] = 1

@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from hideseek.representations import REPRESENTATIONS, represent
-from hideseek.segdata import read_mask
-from hideseek.store import ImageStore
+from hideseek.vocabulary import REPRESENTATIONS
+from hideseek.representations import represent
+from hideseek.data.decode import read_mask
+from hideseek.data.store import ImageStore
 
 from conftest import REPO
 

@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
 
-from hideseek.tables import class_counts, source_shortcut, write_table1
+from hideseek.data.table1 import class_counts, source_shortcut, write_table1
 
 
 def make_index():

@@ -1,15 +1,10 @@
 """cxr-hideseek: the ROI Hide-and-Seek audit of chest X-ray classifiers (Sadre et al. 2021).
 
-The top-level import is light on purpose (no torch): table and figure rules import only
-what they need.
+One sub-package per workflow stage, named like the rule files: ``data``, ``segmentation``,
+``representations``, ``classification``, ``audit``. Shared pieces live beside them:
+``vocabulary`` (classes, representations, architectures; standard library only), ``errors``,
+``io`` (atomic writes), ``checkpoints``, ``devices``, ``resize``, ``stats`` (the bootstrap),
+``seeding`` and ``rulelog``. The top-level import is light on purpose (no numpy, no torch).
 """
 
 __version__ = "0.1.0"
-
-# Exact COVIDx label strings, in the order used by every table and model head.
-CLASSES = ("normal", "pneumonia", "COVID-19")
-PARTITIONS = ("train", "val", "test")
-
-
-class InputError(Exception):
-    """Bad user input (config, split files, images). The message says what to fix."""

@@ -1,4 +1,5 @@
-"""Small file helpers: atomic writes, so no reader ever sees a half-written output."""
+"""The one atomic writer: files, tables and figures appear whole or not at all, so no reader
+ever sees a half-written output."""
 
 from __future__ import annotations
 
@@ -33,3 +34,12 @@ def write_csv_atomic(df, path: str | os.PathLike, **kwargs) -> None:
     kwargs.setdefault("index", False)
     with atomic_path(path) as tmp:
         df.to_csv(tmp, **kwargs)
+
+
+def save_figure_atomic(fig, path: str | os.PathLike, dpi: int = 150) -> None:
+    """Save a matplotlib figure as PNG atomically, then close it."""
+    import matplotlib.pyplot as plt
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format="png")
+    plt.close(fig)

@@ -25,52 +25,26 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import ndimage as ndi
 
-from .io import atomic_path, write_csv_atomic
+from .data.store import check_same_layout, write_derived_store
+from .io import save_figure_atomic
+from .segmentation.components import lung_box
+from .vocabulary import CLASSES, REPRESENTATIONS
 
 log = logging.getLogger(__name__)
 
-REPRESENTATIONS = ("data", "lungs_isolated", "lungs_removed", "lungs_framed", "lungs_boxed_out")
 HIDDEN_VALUE = 0
-EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 
 
 # ----------------------------------------------------------------------------- components
 
 
-def label_components(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """8-connected components of a bool mask: (label image, areas of labels 1..n)."""
-    labels, count = ndi.label(np.asarray(mask, dtype=bool), structure=EIGHT_CONNECTED)
-    areas = np.bincount(labels.ravel(), minlength=count + 1)[1:]
-    return labels, areas
 
 
-def _largest_labels(areas: np.ndarray, keep: int) -> np.ndarray:
-    """Labels (1-based) of the `keep` largest components; ties go to the lower label (stable)."""
-    order = np.argsort(-areas, kind="stable")[:keep]
-    return np.sort(order + 1)
 
 
-def keep_largest_components(mask: np.ndarray, keep: int = 2) -> np.ndarray:
-    """The `keep` largest 8-connected components of `mask` (all of them if there are fewer)."""
-    labels, areas = label_components(mask)
-    if len(areas) <= keep:
-        return labels > 0
-    return np.isin(labels, _largest_labels(areas, keep))
 
 
-def lung_box(mask: np.ndarray, keep: int = 2) -> np.ndarray:
-    """Union of one tight bounding box per lung (the `keep` largest components), as a bool mask."""
-    labels, areas = label_components(mask)
-    box = np.zeros(labels.shape, dtype=bool)
-    if len(areas) == 0:
-        return box
-    chosen = set(_largest_labels(areas, keep).tolist())
-    for label, slices in enumerate(ndi.find_objects(labels), start=1):
-        if label in chosen and slices is not None:
-            box[slices] = True
-    return box
 
 
 # ----------------------------------------------------------------------------- representations
@@ -102,38 +76,6 @@ def all_representations(image: np.ndarray, mask: np.ndarray) -> dict[str, np.nda
 # ----------------------------------------------------------------------------- stores
 
 
-def write_derived_store(index: pd.DataFrame, images: Iterable[np.ndarray], pixels_path: str | Path,
-                        index_path: str | Path, progress: bool = False, desc: str = "writing") -> None:
-    """Write images that mirror a store's index (same rows, order and shapes) as a new store.
-
-    Each image goes to the same ``offset`` as in `index`, so the index is copied unchanged and
-    :class:`hideseek.store.ImageStore` reads the new store with it. Written atomically.
-    """
-    from tqdm import tqdm
-
-    index = index.reset_index(drop=True)
-    offsets = index["offset"].to_numpy(np.int64)
-    sizes = (index["height"] * index["width"]).to_numpy(np.int64)
-    total = int((offsets + sizes).max()) if len(index) else 0
-    with atomic_path(pixels_path) as tmp:
-        pixels = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(total,))
-        count = 0
-        for position, image in enumerate(tqdm(images, total=len(index), desc=desc, unit="img", disable=not progress,
-                                              mininterval=2.0)):
-            if position >= len(index):
-                raise ValueError(f"more images than index rows ({len(index)})")
-            shape = (int(index.at[position, "height"]), int(index.at[position, "width"]))
-            if image.shape != shape:
-                raise ValueError(f"row {position} ({index.at[position, 'image_id']}): image is {image.shape}, "
-                                 f"the index says {shape}")
-            start = offsets[position]
-            pixels[start:start + sizes[position]] = np.asarray(image, dtype=np.uint8).ravel()
-            count += 1
-        if count != len(index):
-            raise ValueError(f"got {count} images for {len(index)} index rows")
-        pixels.flush()
-        del pixels
-    write_csv_atomic(index, index_path)
 
 
 def write_representation(store, mask_store, rep: str, pixels_path: str | Path, index_path: str | Path,
@@ -150,12 +92,6 @@ def write_representation(store, mask_store, rep: str, pixels_path: str | Path, i
     log.info("wrote %s: %d images to %s", rep, len(store), pixels_path)
 
 
-def check_same_layout(index: pd.DataFrame, other: pd.DataFrame) -> None:
-    """Raise unless two store indexes list the same images in the same order with the same shapes."""
-    columns = ["image_id", "height", "width"]
-    if len(index) != len(other) or not index[columns].reset_index(drop=True).equals(other[columns].reset_index(drop=True)):
-        raise ValueError("the mask store does not match the image store (rows, order or shapes differ): "
-                         "rerun segment_images")
 
 
 # ----------------------------------------------------------------------------- Figure 1
@@ -193,8 +129,6 @@ def figure1(store, mask_store, out_png: str | Path, qc: pd.DataFrame | None = No
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from . import CLASSES
-
     classes = [c for c in (classes or CLASSES) if (store.index["label"] == c).any()]
     check_same_layout(store.index, mask_store.index)
     picks = pick_examples(store.index, qc, classes, partition)
@@ -219,7 +153,5 @@ def figure1(store, mask_store, out_png: str | Path, qc: pd.DataFrame | None = No
         axes[row, 0].set_ylabel(f"{label}\n{meta['source']}", fontsize=9)
     fig.suptitle("ROI Hide-and-Seek representations (hidden pixels = 0)", fontsize=10)
     fig.tight_layout()
-    with atomic_path(out_png) as tmp:
-        fig.savefig(tmp, dpi=dpi, format="png")
-    plt.close(fig)
+    save_figure_atomic(fig, out_png, dpi=dpi)
     return pd.DataFrame(shown)

@@ -7,7 +7,7 @@ import logging
 import sys
 import traceback
 
-from . import InputError
+from .errors import InputError
 
 
 @contextlib.contextmanager

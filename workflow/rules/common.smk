@@ -186,8 +186,8 @@ import sys
 
 if _SRC not in sys.path:
     sys.path.insert(0, _SRC)
-from hideseek.classifier_tables import TABLE_NUMBERS
-from hideseek.training import resolve_recipe
+from hideseek.vocabulary import TABLE_NUMBERS
+from hideseek.classification.recipes import resolve_recipe
 
 CLS = config["classification"]
 CLS_ARCHS = list(CLS["architectures"])

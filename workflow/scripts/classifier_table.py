@@ -2,7 +2,7 @@
 from hideseek.rulelog import rule_logging
 
 with rule_logging(snakemake.log[0]):
-    from hideseek.classifier_tables import write_classifier_table
+    from hideseek.classification.tables import write_classifier_table
 
     p = snakemake.params
     write_classifier_table(snakemake.wildcards.arch, list(snakemake.input), snakemake.output.csv,

@@ -2,12 +2,15 @@
 import pandas as pd
 
 from hideseek.rulelog import rule_logging
-from hideseek.segeval import evaluate_sets, write_table2
-from hideseek.segmentation import LungSegmenter, configure_torch, load_model, resolve_device
+from hideseek.segmentation.table2 import evaluate_sets, write_table2
+from hideseek.segmentation.inference import LungSegmenter
+from hideseek.devices import set_threads
+from hideseek.segmentation.network import load_model
+from hideseek.devices import resolve_device
 
 with rule_logging(snakemake.log[0]):
     cfg = snakemake.params.cfg
-    configure_torch(snakemake.threads)
+    set_threads(snakemake.threads)
     device = resolve_device(snakemake.config["segmentation"]["device"])
     model, size, info = load_model(snakemake.input.model, device)
     segmenter = LungSegmenter(model, size, device=device, batch_size=cfg["inference"]["batch_size"],

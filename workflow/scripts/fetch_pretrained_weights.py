@@ -5,7 +5,7 @@ from pathlib import Path
 from hideseek.rulelog import rule_logging
 
 with rule_logging(snakemake.log[0]) as log:
-    from hideseek.models import fetch_pretrained_weights
+    from hideseek.classification.models import fetch_pretrained_weights
 
     target = Path(snakemake.output[0])
     fetched = Path(fetch_pretrained_weights(snakemake.wildcards.arch, target.parent))

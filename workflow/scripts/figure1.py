@@ -3,7 +3,7 @@ import pandas as pd
 
 from hideseek.representations import figure1
 from hideseek.rulelog import rule_logging
-from hideseek.store import ImageStore
+from hideseek.data.store import ImageStore
 
 with rule_logging(snakemake.log[0]) as log:
     shown = figure1(

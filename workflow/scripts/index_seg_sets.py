@@ -1,7 +1,7 @@
 """Snakemake script: pair and check every segmentation image/mask, one table for later stages."""
 from hideseek.io import write_csv_atomic
 from hideseek.rulelog import rule_logging
-from hideseek.segdata import index_seg_sets
+from hideseek.segmentation.pairing import index_seg_sets
 
 with rule_logging(snakemake.log[0]) as log:
     sets = snakemake.params.sets

@@ -1,5 +1,5 @@
 """Snakemake script: check the split files and images, split, and build the image store."""
-from hideseek.dataset import ingest_classification_data
+from hideseek.data.ingest import ingest_classification_data
 from hideseek.rulelog import rule_logging
 
 with rule_logging(snakemake.log[0]):

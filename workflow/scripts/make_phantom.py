@@ -2,7 +2,7 @@
 import shutil
 from pathlib import Path
 
-from hideseek.phantom import generate_phantom
+from hideseek.data.phantom import generate_phantom
 from hideseek.rulelog import rule_logging
 
 with rule_logging(snakemake.log[0]) as log:

@@ -1,7 +1,7 @@
 """Snakemake script: contact sheet of phantom radiographs (class x acquisition site)."""
 from pathlib import Path
 
-from hideseek.phantom import make_contact_sheet
+from hideseek.data.phantom import make_contact_sheet
 from hideseek.rulelog import rule_logging
 
 with rule_logging(snakemake.log[0]):

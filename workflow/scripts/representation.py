@@ -1,7 +1,7 @@
 """Snakemake script: one ROI Hide-and-Seek representation of every classification image."""
 from hideseek.representations import write_representation
 from hideseek.rulelog import rule_logging
-from hideseek.store import ImageStore
+from hideseek.data.store import ImageStore
 
 with rule_logging(snakemake.log[0]):
     store = ImageStore(snakemake.input.pixels, snakemake.input.index)

@@ -1,7 +1,7 @@
 """Snakemake script: lung masks (predicted or ground truth) for every classification image, with QC."""
-from hideseek.lungmasks import ground_truth_masks, segment_store
+from hideseek.segmentation.masks import ground_truth_masks, segment_store
 from hideseek.rulelog import rule_logging
-from hideseek.store import ImageStore
+from hideseek.data.store import ImageStore
 
 with rule_logging(snakemake.log[0]):
     cfg = snakemake.params.cfg
@@ -9,9 +9,11 @@ with rule_logging(snakemake.log[0]):
     if cfg["masks"] == "ground_truth":
         masks = ground_truth_masks(store.index, snakemake.input.truth)
     else:
-        from hideseek.segmentation import LungSegmenter, configure_torch, resolve_device
+        from hideseek.segmentation.inference import LungSegmenter
+        from hideseek.devices import set_threads
+        from hideseek.devices import resolve_device
 
-        configure_torch(snakemake.threads)
+        set_threads(snakemake.threads)
         segmenter = LungSegmenter.from_file(snakemake.input.model, device=resolve_device(snakemake.config["segmentation"]["device"]),
                                             batch_size=cfg["inference"]["batch_size"],
                                             keep_components=cfg["inference"]["keep_components"],

@@ -2,7 +2,7 @@
 import pandas as pd
 
 from hideseek.rulelog import rule_logging
-from hideseek.tables import write_table1
+from hideseek.data.table1 import write_table1
 
 with rule_logging(snakemake.log[0]):
     write_table1(

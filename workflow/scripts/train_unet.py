@@ -2,12 +2,13 @@
 import pandas as pd
 
 from hideseek.rulelog import rule_logging
-from hideseek.segmentation import configure_torch, resolve_device
-from hideseek.segtrain import train_unet
+from hideseek.devices import set_threads
+from hideseek.devices import resolve_device
+from hideseek.segmentation.training import train_unet
 
 with rule_logging(snakemake.log[0]):
     cfg = snakemake.params.cfg
-    configure_torch(snakemake.threads)
+    set_threads(snakemake.threads)
     train_unet(
         pd.read_csv(snakemake.input.sets),
         cfg,

@@ -11,14 +11,15 @@ from __future__ import annotations
 import os
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .images import read_gray, resize_long_side
-from .ingest import Problem
-from .io import atomic_path
+from ..errors import Problem
+from ..io import atomic_path, write_csv_atomic
+from .decode import read_gray, resize_long_side
 
 INDEX_COLUMNS = ("offset", "height", "width", "orig_height", "orig_width")
 
@@ -104,9 +105,45 @@ class ImageStore:
         start, height, width = int(row["offset"]), int(row["height"]), int(row["width"])
         return np.asarray(self.pixels[start:start + height * width]).reshape(height, width)
 
-    def select(self, mask) -> "ImageStore":
-        """A view on a subset of rows (e.g. one partition) sharing the same pixels."""
-        view = ImageStore.__new__(ImageStore)
-        view.pixels = self.pixels
-        view.index = self.index[mask].reset_index(drop=True)
-        return view
+
+
+def write_derived_store(index: pd.DataFrame, images: Iterable[np.ndarray], pixels_path: str | Path,
+                        index_path: str | Path, progress: bool = False, desc: str = "writing") -> None:
+    """Write images that mirror a store's index (same rows, order and shapes) as a new store.
+
+    Each image goes to the same ``offset`` as in `index`, so the index is copied unchanged and
+    :class:`hideseek.store.ImageStore` reads the new store with it. Written atomically.
+    """
+    from tqdm import tqdm
+
+    index = index.reset_index(drop=True)
+    offsets = index["offset"].to_numpy(np.int64)
+    sizes = (index["height"] * index["width"]).to_numpy(np.int64)
+    total = int((offsets + sizes).max()) if len(index) else 0
+    with atomic_path(pixels_path) as tmp:
+        pixels = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(total,))
+        count = 0
+        for position, image in enumerate(tqdm(images, total=len(index), desc=desc, unit="img", disable=not progress,
+                                              mininterval=2.0)):
+            if position >= len(index):
+                raise ValueError(f"more images than index rows ({len(index)})")
+            shape = (int(index.at[position, "height"]), int(index.at[position, "width"]))
+            if image.shape != shape:
+                raise ValueError(f"row {position} ({index.at[position, 'image_id']}): image is {image.shape}, "
+                                 f"the index says {shape}")
+            start = offsets[position]
+            pixels[start:start + sizes[position]] = np.asarray(image, dtype=np.uint8).ravel()
+            count += 1
+        if count != len(index):
+            raise ValueError(f"got {count} images for {len(index)} index rows")
+        pixels.flush()
+        del pixels
+    write_csv_atomic(index, index_path)
+
+
+def check_same_layout(index: pd.DataFrame, other: pd.DataFrame) -> None:
+    """Raise unless two store indexes list the same images in the same order with the same shapes."""
+    columns = ["image_id", "height", "width"]
+    if len(index) != len(other) or not index[columns].reset_index(drop=True).equals(other[columns].reset_index(drop=True)):
+        raise ValueError("the mask store does not match the image store (rows, order or shapes differ): "
+                         "rerun segment_images")

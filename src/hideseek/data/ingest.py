@@ -10,20 +10,13 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from . import CLASSES, PARTITIONS, InputError
-from .ingest import (
-    Problem,
-    assert_every_class_present,
-    assert_no_leakage,
-    attribute_sources,
-    carve_grouped,
-    format_problems,
-    parse_split_file,
-    split_duplicates,
-)
-from .io import write_csv_atomic, write_text_atomic
+from ..errors import MAX_LISTED_PROBLEMS, InputError, Problem, format_problems
+from ..io import write_csv_atomic, write_text_atomic
+from ..vocabulary import CLASSES, PARTITIONS
+from .splitfiles import attribute_sources, parse_split_file, split_duplicates
 from .store import write_store
 
 log = logging.getLogger(__name__)
@@ -144,3 +137,54 @@ def ingest_report(index: pd.DataFrame, dropped: pd.DataFrame, duplicate_notes: l
     labels = index.groupby(["partition", "label"]).size().unstack(fill_value=0).reindex(columns=list(CLASSES), fill_value=0)
     lines += ["", "## Images per class", "", labels.to_markdown(), ""]
     return "\n".join(lines)
+
+
+def carve_grouped(frame: pd.DataFrame, fraction: float, seed: int, what: str) -> np.ndarray:
+    """Boolean mask of rows to move out: about `fraction` of patients, class-stratified.
+
+    Uses scikit-learn's StratifiedGroupKFold, so a patient is never cut in two.
+    """
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    n_patients = frame["patient_id"].nunique()
+    n_splits = max(2, round(1.0 / fraction))
+    if n_patients < n_splits:
+        raise InputError(
+            f"cannot carve a {what} split of {fraction:.0%} from {n_patients} patients: "
+            f"need at least {n_splits} patients (lower the fraction or add data)"
+        )
+    splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    _, held_out = next(splitter.split(np.zeros(len(frame)), frame["label"], frame["patient_id"]))
+    mask = np.zeros(len(frame), dtype=bool)
+    mask[held_out] = True
+    return mask
+
+
+def leaking_patients(frame: pd.DataFrame) -> dict[str, list[str]]:
+    """Patients found in more than one partition, with the partitions they are in."""
+    per_patient = frame.groupby("patient_id")["partition"].unique()
+    return {patient: sorted(parts) for patient, parts in per_patient.items() if len(parts) > 1}
+
+
+def assert_no_leakage(frame: pd.DataFrame) -> None:
+    leaks = leaking_patients(frame)
+    if leaks:
+        listed = "\n".join(f"  patient {p}: {', '.join(parts)}" for p, parts in list(leaks.items())[:MAX_LISTED_PROBLEMS])
+        raise InputError(
+            f"{len(leaks)} patient(s) appear in more than one of train/val/test, which leaks "
+            f"patients between training and evaluation:\n{listed}\n"
+            "Fix the split files so that each patient is in one partition only."
+        )
+
+
+def assert_every_class_present(frame: pd.DataFrame) -> None:
+    """Each partition needs every class, or sensitivities and PPVs are undefined."""
+    missing = [
+        f"  {part}: no '{label}' images"
+        for part in ("train", "val", "test")
+        for label in CLASSES
+        if not ((frame["partition"] == part) & (frame["label"] == label)).any()
+    ]
+    if missing:
+        raise InputError("after splitting, some partitions lack a class:\n" + "\n".join(missing)
+                         + "\nAdd data for those classes or change val_fraction/test_fraction.")

@@ -28,15 +28,16 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pandas as pd
 
-from . import CLASSES, InputError
-from .ingest import format_problems
-from .io import write_csv_atomic, write_text_atomic
-from .representations import label_components, write_derived_store
-from .store import ImageStore
+from ..data.decode import read_mask
+from ..data.store import ImageStore, write_derived_store
+from ..errors import InputError, format_problems
+from ..io import write_csv_atomic, write_text_atomic
+from ..resize import resize
+from ..vocabulary import CLASSES
+from .components import label_components
 
 log = logging.getLogger(__name__)
 
@@ -69,17 +70,15 @@ def mask_qc(raw: np.ndarray, mask: np.ndarray, qc_cfg: dict) -> dict:
 
 
 def _to_template(mask: np.ndarray) -> np.ndarray:
-    return cv2.resize(mask.astype(np.float32), (TEMPLATE_SIDE, TEMPLATE_SIDE), interpolation=cv2.INTER_AREA)
+    return resize(mask.astype(np.float32), TEMPLATE_SIDE, TEMPLATE_SIDE)
 
 
 def _from_template(template: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    return cv2.resize(template, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR) >= 0.5
+    return resize(template, shape[0], shape[1]) >= 0.5
 
 
 def ground_truth_masks(index: pd.DataFrame, mask_dir: str | Path):
     """The phantom's true masks for each store image, resized (nearest) to the store shape."""
-    from .segdata import read_mask
-
     mask_dir = Path(mask_dir)
     missing = [name for name in index["filename"] if not (mask_dir / name).is_file()]
     if missing:
@@ -89,7 +88,7 @@ def ground_truth_masks(index: pd.DataFrame, mask_dir: str | Path):
         truth = read_mask(mask_dir / row.filename)
         shape = (int(row.height), int(row.width))
         if truth.shape != shape:
-            truth = cv2.resize(truth.astype(np.uint8), (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST) > 0
+            truth = resize(truth.astype(np.uint8), shape[0], shape[1], nearest=True) > 0
         yield truth, truth
 
 

@@ -18,9 +18,9 @@ import logging
 import numpy as np
 import pandas as pd
 
-from .images import read_gray
-from .io import write_csv_atomic, write_text_atomic
-from .segdata import read_mask
+from ..data.decode import read_gray, read_mask
+from ..io import write_csv_atomic, write_text_atomic
+from ..stats import bootstrap_weights, mean_ci
 
 log = logging.getLogger(__name__)
 
@@ -96,17 +96,12 @@ def evaluate_sets(segmenter, pairs: pd.DataFrame, progress: bool = True) -> pd.D
 
 
 def bootstrap_ci(values: np.ndarray, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap CI of the mean (NaNs dropped)."""
+    """Percentile bootstrap CI of the mean over images (NaNs dropped; each image is its own unit)."""
     values = np.asarray(values, dtype=float)
     values = values[np.isfinite(values)]
-    if len(values) == 0:
-        return float("nan"), float("nan")
-    if len(values) == 1:
-        return float(values[0]), float(values[0])
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, len(values), size=(n_boot, len(values)))].mean(axis=1)
-    alpha = (1 - level) / 2
-    return float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
+    weights = bootstrap_weights(np.arange(len(values)), np.zeros(len(values)), n_boot, seed)
+    _, low, high = mean_ci(values, weights, level)
+    return low, high
 
 
 def summarize(per_image: pd.DataFrame, seed: int = 0) -> pd.DataFrame:

@@ -13,9 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import InputError
-from .images import read_gray
-from .ingest import format_problems
+from ..data.decode import read_gray, read_mask
+from ..errors import InputError, format_problems
 
 DEFAULT_PAIRING = dict(image_regex=r"^(?P<stem>.+)\.(png|jpg|jpeg)$", mask_name="{stem}.png", group="{stem}")
 
@@ -62,11 +61,6 @@ def pair_seg_folder(name: str, folder: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def read_mask(path: str | Path) -> np.ndarray:
-    """A lung mask as bool: any 0/1 or 0/255 (or anti-aliased) gray or color image, foreground > half max."""
-    gray = read_gray(path)
-    peak = int(gray.max())
-    return gray > (peak // 2) if peak > 0 else np.zeros(gray.shape, dtype=bool)
 
 
 def check_pairs(pairs: pd.DataFrame) -> pd.DataFrame:

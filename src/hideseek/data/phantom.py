@@ -40,8 +40,9 @@ import cv2
 import numpy as np
 from scipy import ndimage as ndi
 
+from ..vocabulary import CLASSES
+
 SOURCES = ("hospital_a", "hospital_b", "hospital_c")  # index i is the home site of class i
-CLASSES = ("normal", "pneumonia", "COVID-19")  # exact COVIDx label strings
 
 DEFAULTS: dict = {
     "seed": 0,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from . import CLASSES, PARTITIONS
-from .io import write_csv_atomic, write_text_atomic
+from ..io import write_csv_atomic, write_text_atomic
+from ..vocabulary import CLASSES, PARTITIONS
 
 
 def class_counts(index: pd.DataFrame) -> pd.DataFrame:

@@ -19,7 +19,6 @@ import hashlib
 import json
 import logging
 import math
-import random
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -27,15 +26,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import InputError
-from .images import read_gray
-from .io import atomic_path, write_csv_atomic, write_text_atomic
-from .segdata import read_mask
-from .segmentation import build_unet, image_to_model, mask_to_model, save_model, zscore
+from .. import checkpoints
+from ..data.decode import read_gray, read_mask
+from ..errors import InputError
+from ..io import write_csv_atomic, write_text_atomic
+from ..seeding import seed_everything
+from .geometry import image_to_model, mask_to_model, zscore
+from .network import build_unet, save_model
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_FORMAT = "hideseek-unet-checkpoint-1"
 HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "val_dice", "lr", "seconds", "best"]
 
 
@@ -101,6 +101,9 @@ def load_pairs(pairs: pd.DataFrame, size: int, threads: int = 1) -> tuple[np.nda
 def augmentation(size: int, strength: dict):
     """MONAI dictionary transforms (image in [0, 1], label 0/1) suited to frontal radiographs."""
     from monai import transforms as T
+    from monai.data import set_track_meta
+
+    set_track_meta(False)  # plain tensors out of the transforms
 
     rotate = math.radians(strength["rotate_deg"])
     shift = strength["translate"] * size
@@ -149,49 +152,6 @@ def fingerprint(train: pd.DataFrame, val: pd.DataFrame, settings: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _rng_state() -> dict:
-    import torch
-
-    legacy = np.random.get_state()
-    return dict(torch=torch.get_rng_state(), numpy_keys=torch.from_numpy(legacy[1].astype(np.int64)),
-                numpy_pos=int(legacy[2]), python=random.getstate())
-
-
-def _set_rng_state(state: dict) -> None:
-    import torch
-
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(("MT19937", state["numpy_keys"].numpy().astype(np.uint32), state["numpy_pos"], 0, 0.0))
-    random.setstate(state["python"])
-
-
-def save_checkpoint(path: Path, payload: dict) -> None:
-    import torch
-
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
-
-
-def load_checkpoint(path: Path, expected: str):
-    """The checkpoint at `path` if it is ours and matches `expected` fingerprint, else None."""
-    import torch
-
-    if not path.is_file():
-        return None
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # a checkpoint cut short by a kill: start again
-        log.warning("ignoring unreadable checkpoint %s (%s)", path, error)
-        return None
-    if payload.get("format") != CHECKPOINT_FORMAT or payload.get("fingerprint") != expected:
-        log.info("checkpoint %s is from another config or data set: starting afresh", path)
-        return None
-    return payload
-
-
-# ----------------------------------------------------------------------------- training
-
-
 def training_settings(cfg: dict) -> dict:
     """The parts of the `segmentation` config that define the trained model."""
     return dict(seed=cfg["seed"], image_size=cfg["image_size"], network=cfg["network"], train=cfg["train"])
@@ -238,8 +198,6 @@ def train_unet(pairs: pd.DataFrame, cfg: dict, model_path: str | Path, history_p
     from monai.losses import DiceCELoss
     from tqdm import tqdm
 
-    from .seeding import seed_everything
-
     settings = training_settings(cfg)
     train_cfg, size, seed = cfg["train"], int(cfg["image_size"]), int(cfg["seed"])
     seed_everything(seed)
@@ -273,7 +231,7 @@ def train_unet(pairs: pd.DataFrame, cfg: dict, model_path: str | Path, history_p
     history: list[dict] = []
     best = dict(epoch=0, dice=-1.0, state=None)
     start = 1
-    resumed = load_checkpoint(checkpoint_path, key)
+    resumed = checkpoints.load(checkpoint_path, key)
     if resumed is not None:
         model.load_state_dict(resumed["model"])
         optimizer.load_state_dict(resumed["optimizer"])
@@ -281,7 +239,7 @@ def train_unet(pairs: pd.DataFrame, cfg: dict, model_path: str | Path, history_p
             scheduler.load_state_dict(resumed["scheduler"])
         history = list(resumed["history"])
         best = dict(epoch=resumed["best_epoch"], dice=resumed["best_val_dice"], state=resumed["best_state"])
-        _set_rng_state(resumed["rng"])
+        checkpoints.set_rng_state(resumed["rng"])
         start = int(resumed["epoch"]) + 1
         log.info("resuming from %s after epoch %d (best so far: epoch %d, val Dice %.4f)", checkpoint_path,
                  start - 1, best["epoch"], best["dice"])
@@ -337,12 +295,12 @@ def train_unet(pairs: pd.DataFrame, cfg: dict, model_path: str | Path, history_p
         history.append(row)
         log.info("epoch %d/%d: train loss %.4f, val loss %.4f, val lung Dice %.4f%s (%.1f s)", epoch, epochs,
                  row["train_loss"], val_loss, val_dice, " *" if improved else "", row["seconds"])
-        save_checkpoint(checkpoint_path, dict(
-            format=CHECKPOINT_FORMAT, fingerprint=key, epoch=epoch, config=settings,
+        checkpoints.save(checkpoint_path, dict(
+            fingerprint=key, epoch=epoch, config=settings,
             model={k: v.detach().cpu() for k, v in model.state_dict().items()},
             optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict() if scheduler is not None else None,
             best_state=best["state"], best_epoch=best["epoch"], best_val_dice=best["dice"],
-            history=history, rng=_rng_state()))
+            history=history, rng=checkpoints.rng_state()))
         write_csv_atomic(pd.DataFrame(history, columns=HISTORY_COLUMNS), checkpoint_dir / "history.csv")
         done_now += 1
 

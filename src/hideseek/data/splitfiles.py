@@ -1,4 +1,4 @@
-"""Ingestion of COVIDx-format classification data: parse, validate, attribute sources, split.
+"""COVIDx-format split files: parse, check, drop exact duplicates, attribute sources.
 
 Every problem is collected before anything fails, so a user sees the whole list of bad
 lines at once, each as ``file:line: reason``.
@@ -8,39 +8,20 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from . import CLASSES, InputError
+from ..errors import InputError, Problem
+from ..vocabulary import CLASSES, UNKNOWN_SOURCE
 
 log = logging.getLogger(__name__)
 
-UNKNOWN_SOURCE = "unknown"
-MAX_LISTED_PROBLEMS = 200
 
 
-@dataclass(frozen=True)
-class Problem:
-    """One bad line of a split file."""
-
-    file: str
-    line: int
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.reason}"
 
 
-def format_problems(problems: list, header: str, hint: str = "") -> str:
-    """A message listing every problem (capped for very long lists), with a hint at the end."""
-    shown = [f"  {p}" for p in problems[:MAX_LISTED_PROBLEMS]]
-    if len(problems) > MAX_LISTED_PROBLEMS:
-        shown.append(f"  ... and {len(problems) - MAX_LISTED_PROBLEMS} more")
-    text = f"{header} ({len(problems)} problem{'s' if len(problems) != 1 else ''}):\n" + "\n".join(shown)
-    return text + (f"\n{hint}" if hint else "")
 
 
 def _escapes_root(filename: str) -> bool:
@@ -150,52 +131,9 @@ def attribute_sources(frame: pd.DataFrame, source_rules: list[dict]) -> pd.DataF
     return frame
 
 
-def carve_grouped(frame: pd.DataFrame, fraction: float, seed: int, what: str) -> np.ndarray:
-    """Boolean mask of rows to move out: about `fraction` of patients, class-stratified.
-
-    Uses scikit-learn's StratifiedGroupKFold, so a patient is never cut in two.
-    """
-    from sklearn.model_selection import StratifiedGroupKFold
-
-    n_patients = frame["patient_id"].nunique()
-    n_splits = max(2, round(1.0 / fraction))
-    if n_patients < n_splits:
-        raise InputError(
-            f"cannot carve a {what} split of {fraction:.0%} from {n_patients} patients: "
-            f"need at least {n_splits} patients (lower the fraction or add data)"
-        )
-    splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    _, held_out = next(splitter.split(np.zeros(len(frame)), frame["label"], frame["patient_id"]))
-    mask = np.zeros(len(frame), dtype=bool)
-    mask[held_out] = True
-    return mask
 
 
-def leaking_patients(frame: pd.DataFrame) -> dict[str, list[str]]:
-    """Patients found in more than one partition, with the partitions they are in."""
-    per_patient = frame.groupby("patient_id")["partition"].unique()
-    return {patient: sorted(parts) for patient, parts in per_patient.items() if len(parts) > 1}
 
 
-def assert_no_leakage(frame: pd.DataFrame) -> None:
-    leaks = leaking_patients(frame)
-    if leaks:
-        listed = "\n".join(f"  patient {p}: {', '.join(parts)}" for p, parts in list(leaks.items())[:MAX_LISTED_PROBLEMS])
-        raise InputError(
-            f"{len(leaks)} patient(s) appear in more than one of train/val/test, which leaks "
-            f"patients between training and evaluation:\n{listed}\n"
-            "Fix the split files so that each patient is in one partition only."
-        )
 
 
-def assert_every_class_present(frame: pd.DataFrame) -> None:
-    """Each partition needs every class, or sensitivities and PPVs are undefined."""
-    missing = [
-        f"  {part}: no '{label}' images"
-        for part in ("train", "val", "test")
-        for label in CLASSES
-        if not ((frame["partition"] == part) & (frame["label"] == label)).any()
-    ]
-    if missing:
-        raise InputError("after splitting, some partitions lack a class:\n" + "\n".join(missing)
-                         + "\nAdd data for those classes or change val_fraction/test_fraction.")

@@ -66,11 +66,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import InputError
-
-ARCHITECTURES = ("covidnet_cxr3a", "covidnet_cxr4a", "alexnet", "vgg11", "resnet50")
-COVIDNET_ARCHS = ("covidnet_cxr3a", "covidnet_cxr4a")
-TORCHVISION_ARCHS = ("alexnet", "vgg11", "resnet50")
+from ..errors import InputError
+from ..vocabulary import ARCHITECTURES, COVIDNET_ARCHS, TORCHVISION_ARCHS
 
 # torchvision builder and the ImageNet weights we use (V1: what `pretrained=True` gave in 2021).
 _TORCHVISION = {
@@ -84,11 +81,6 @@ PUBLISHED_COUNTS = {
     "covidnet_cxr3a": {"params": 40.2e6, "macs": 23.63e9, "input_size": 480},
     "covidnet_cxr4a": {"params": 40.2e6, "macs": 23.63e9, "input_size": 480},
 }
-
-REIMPLEMENTATION_NOTE = (
-    "COVID-Net PEPX re-implementation (design of Wang et al. 2020, Fig. 2; widths chosen by us), "
-    "not the proprietary GenSynth graph"
-)
 
 
 @dataclass(frozen=True)

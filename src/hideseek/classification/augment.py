@@ -18,7 +18,7 @@ unrealistic for frontal radiographs). Filled areas are 0, like the representatio
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -42,9 +42,6 @@ class AugmentConfig:
         if cfg:
             raise ValueError(f"unknown augmentation keys: {sorted(cfg)}")
         return cls(**known)
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def _uniform(n: int, low: float, high: float, generator: torch.Generator) -> torch.Tensor:

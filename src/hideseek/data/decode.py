@@ -1,4 +1,4 @@
-"""Decoding radiographs to 8-bit gray, the one decode every representation starts from."""
+"""Decoding radiographs (and lung masks) to 8-bit gray, the one decode every representation starts from."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
+from ..resize import resize
 
 
 class DecodeError(ValueError):
@@ -66,5 +68,11 @@ def resize_long_side(gray: np.ndarray, long_side: int) -> np.ndarray:
     new_size = (max(1, round(width * scale)), max(1, round(height * scale)))
     if new_size == (width, height):
         return gray
-    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    return cv2.resize(gray, new_size, interpolation=interpolation)
+    return resize(gray, new_size[1], new_size[0])
+
+
+def read_mask(path: str | Path) -> np.ndarray:
+    """A lung mask as bool: any 0/1 or 0/255 (or anti-aliased) gray or color image, foreground > half max."""
+    gray = read_gray(path)
+    peak = int(gray.max())
+    return gray > (peak // 2) if peak > 0 else np.zeros(gray.shape, dtype=bool)

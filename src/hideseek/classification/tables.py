@@ -22,13 +22,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from . import CLASSES
-from .io import write_csv_atomic, write_text_atomic
-
-REPRESENTATIONS = ("data", "lungs_isolated", "lungs_removed", "lungs_framed", "lungs_boxed_out")
+from ..io import write_csv_atomic, write_text_atomic
+from ..stats import bootstrap_weights, percentile_ci
+from ..vocabulary import CLASSES, REPRESENTATIONS, TABLE_NUMBERS
 METRICS = ("Accuracy", "Sens normal", "Sens pneumonia", "Sens COVID-19",
            "PPV normal", "PPV pneumonia", "PPV COVID-19")
-TABLE_NUMBERS = {"covidnet_cxr3a": 3, "covidnet_cxr4a": 4, "alexnet": 5, "vgg11": 6, "resnet50": 7}
 ARCH_TITLES = {
     "covidnet_cxr3a": "COVID-Net CXR3-A (PEPX re-implementation)",
     "covidnet_cxr4a": "COVID-Net CXR4-A (PEPX re-implementation)",
@@ -118,7 +116,7 @@ def table_rows(predictions: pd.DataFrame, representations=REPRESENTATIONS, n_boo
                boot_seed: int = 0, level: float = 0.95) -> pd.DataFrame:
     """One row per representation (trained and tested on it): metrics (mean over seeds), their
     SD over seeds, patient-bootstrap CIs, and the accuracy comparison with the ``data`` row."""
-    from .audit import bootstrap_weights, percentile_ci, representation_comparison
+    from ..audit.comparisons import representation_comparison
 
     own = predictions[predictions["train_rep"] == predictions["test_rep"]]
     rows, weights, reference = [], None, None

@@ -1,0 +1,82 @@
+"""Classifier inputs: a store partition read once into memory at the input size.
+
+Every image is cropped and resized the way the seed code does it (top 8 % cut off, centre
+square, resize to the input size) into one in-memory ``uint8`` tensor ``N × S × S``; batches are
+indexed from it on the training device. No image is decoded during training.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ..data.store import ImageStore
+from ..errors import InputError
+from ..resize import resize
+from ..vocabulary import CLASSES
+
+TOP_CROP = 0.08  # COVID-Net and the seed cut the top 8 % (burned-in text) before anything else
+
+
+def classifier_input(gray: np.ndarray, size: int) -> np.ndarray:
+    """The seed's classifier input: crop the top 8 %, centre-crop a square, resize to `size`."""
+    height, width = gray.shape
+    gray = gray[int(height * TOP_CROP):, :]
+    height = gray.shape[0]
+    side = min(height, width)
+    top, left = (height - side) // 2, (width - side) // 2
+    return resize(gray[top:top + side, left:left + side], size, size)
+
+
+@dataclass
+class Split:
+    """One partition of a store, preprocessed: ``images`` uint8 (N, S, S), ``labels`` int64 (N,)."""
+
+    images: "torch.Tensor"  # noqa: F821
+    labels: "torch.Tensor"  # noqa: F821
+    frame: pd.DataFrame
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+
+def load_split(pixels_path, index_path, partition: str, size: int,
+               per_class: int | None = None, subset_seed: int = 0) -> Split:
+    """Read one partition of a store into memory at the classifier's input size.
+
+    `per_class` keeps at most that many images per class (a fixed random subset, the same
+    for every architecture and seed); None keeps all.
+    """
+    import torch
+
+    store = ImageStore(pixels_path, index_path)
+    frame = store.index
+    unknown = sorted(set(frame["label"]) - set(CLASSES))
+    if unknown:
+        raise InputError(f"{index_path}: unknown labels {unknown}")
+    rows = np.flatnonzero((frame["partition"] == partition).to_numpy())
+    if per_class is not None:
+        rng = np.random.default_rng(subset_seed)
+        kept = []
+        for label in CLASSES:
+            of_class = rows[(frame["label"].to_numpy()[rows] == label)]
+            if len(of_class) > per_class:
+                of_class = np.sort(rng.choice(of_class, size=per_class, replace=False))
+            kept.append(of_class)
+        rows = np.sort(np.concatenate(kept))
+    images = np.empty((len(rows), size, size), dtype=np.uint8)
+    for out, row in enumerate(rows):
+        images[out] = classifier_input(store[int(row)], size)
+    sub = frame.iloc[rows].reset_index(drop=True)
+    labels = torch.from_numpy(np.array([CLASSES.index(label) for label in sub["label"]], dtype=np.int64))
+    return Split(images=torch.from_numpy(images), labels=labels, frame=sub)
+
+
+def split_fingerprint(split: Split) -> str:
+    digest = hashlib.sha1()
+    digest.update("\n".join(map(str, split.frame["image_id"])).encode())
+    digest.update(split.images.numpy().tobytes()[:: max(1, split.images.numel() // 100_000)])
+    return digest.hexdigest()
