@@ -1,4 +1,5 @@
-"""Audit statistics: patient bootstrap, McNemar, Holm, per-source accuracy, AUROC, verdict."""
+"""Audit statistics: patient bootstrap, McNemar, Holm, per-source accuracy, AUROC, verdict,
+and the audit jobs (tables, verdict, source probe) on small files."""
 
 from __future__ import annotations
 
@@ -6,11 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from hideseek.audit import comparisons
-from hideseek.audit.comparisons import per_class_auroc, per_source_accuracy, representation_comparison
-from hideseek.audit.source_probe import probe_rows, probe_skip_reason
-from hideseek.audit.verdict import VERDICT_COLUMNS, chance_level, summary_markdown, verdict_row
+from hideseek.audit.comparisons import (per_class_auroc, per_source_accuracy, representation_comparison,
+                                        write_audit_tables)
+from hideseek.audit.source_probe import probe_rows, probe_skip_reason, representation_stores, write_source_probe
+from hideseek.audit.verdict import (VERDICT_COLUMNS, build_verdict, chance_level, probe_evidence, summary_markdown,
+                                    verdict_row, write_verdict)
 from hideseek.stats import bootstrap_weights, holm, mcnemar_exact, mean_ci, weighted_auroc
-
 
 
 def test_bootstrap_weights_resample_patients_within_class():
@@ -178,3 +180,122 @@ def test_weighted_auroc_matches_sklearn_with_sample_weights():
     for w, value in zip(weights, ours):
         assert value == pytest.approx(roc_auc_score(y, score, sample_weight=w))
     assert weighted_auroc(y, score, np.ones(80))[0] == pytest.approx(roc_auc_score(y, score))
+
+
+REPS = ["data", "lungs_removed", "lungs_boxed_out"]
+
+
+def _rep_predictions(accuracies: dict, seeds=(0,), n_per_class=40) -> pd.DataFrame:
+    """Own-test-set predictions per representation (train_rep == test_rep) for each seed, plus
+    the data model on every representation's test set."""
+    frames = []
+    for seed in seeds:
+        for k, (rep, acc) in enumerate(accuracies.items()):
+            f = _predictions(n_per_class=n_per_class, seed=10 * seed + k, acc=acc).assign(seed=seed)
+            frames.append(f.assign(train_rep=rep, test_rep=rep))
+            if rep != "data":
+                frames.append(f.assign(train_rep="data", test_rep=rep))
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_write_audit_tables_from_prediction_files(tmp_path):
+    pred = _rep_predictions({"data": 0.95, "lungs_removed": 0.8, "lungs_boxed_out": 0.6}, seeds=(0, 1))
+    files = []
+    for (rep, seed), sub in pred.groupby(["train_rep", "seed"]):
+        files.append(tmp_path / f"{rep}_seed{seed}.csv")
+        sub.to_csv(files[-1], index=False)
+    out = {name: tmp_path / f"{name}.csv" for name in ("hiding", "comparison", "per_source", "auroc")}
+    tables = write_audit_tables(files, REPS, *out.values(), n_boot=100, boot_seed=3)
+    for name, path in out.items():
+        pd.testing.assert_frame_equal(pd.read_csv(path), tables[name], check_dtype=False)
+    kw = dict(n_boot=100, seed=3)
+    assert list(tables["hiding"]["test_rep"]) == REPS and (tables["hiding"]["train_rep"] == "data").all()
+    pd.testing.assert_frame_equal(tables["comparison"], representation_comparison(pred, REPS, **kw))
+    # per-source and AUROC: each model on its own test set, first seed only
+    assert list(dict.fromkeys(tables["per_source"]["representation"])) == REPS
+    own = pred[(pred["train_rep"] == "lungs_removed") & (pred["test_rep"] == "lungs_removed") & (pred["seed"] == 0)]
+    removed = tables["per_source"].query("representation == 'lungs_removed'").drop(columns="representation")
+    pd.testing.assert_frame_equal(removed.reset_index(drop=True), per_source_accuracy(own, **kw))
+    auroc = tables["auroc"].query("representation == 'lungs_removed'")
+    assert auroc["auroc"].tolist() == pytest.approx(per_class_auroc(own, **kw)["auroc"].tolist())
+
+
+def _write_probe(path, balanced=0.9, rep="data", cls="all"):
+    pd.DataFrame([dict(arch="alexnet", representation="lungs_removed", true_class="all", balanced_accuracy=0.2,
+                       balanced_chance=0.5),
+                  dict(arch="alexnet", representation=rep, true_class="COVID-19", balanced_accuracy=0.1,
+                       balanced_chance=0.5),
+                  dict(arch="alexnet", representation=rep, true_class=cls, balanced_accuracy=balanced,
+                       balanced_chance=0.5)]).to_csv(path, index=False)
+    return path
+
+
+def test_probe_evidence_reads_data_over_all_classes(tmp_path):
+    probe = _write_probe(tmp_path / "probe.csv")
+    expected = dict(balanced_accuracy=0.9, balanced_chance=0.5)
+    assert probe_evidence(probe) == expected
+    assert probe_evidence(str(probe)) == expected and probe_evidence([str(probe)]) == expected
+    # probe disabled (no input), no data/all row, no value, or a skipped probe: no evidence
+    assert probe_evidence(None) == {} and probe_evidence([]) == {}
+    assert probe_evidence(_write_probe(tmp_path / "other.csv", cls="normal")) == {}
+    assert probe_evidence(_write_probe(tmp_path / "nan.csv", balanced=np.nan)) == {}
+    skipped = tmp_path / "skipped.csv"
+    pd.DataFrame([dict(arch="alexnet", representation="data", true_class="all", note="skipped: x")]).to_csv(
+        skipped, index=False)
+    assert probe_evidence(skipped) == {}
+
+
+def _attention_csv(path, ratio):
+    rows = [dict(arch="alexnet", representation=rep, true_class=cls, mask_ratio=ratio if (rep, cls) == ("data", "all")
+                 else 9.0, mask_ratio_ci_low=ratio - 0.1, mask_ratio_ci_high=ratio + 0.1, mask_energy_share=0.6)
+            for rep in ("data", "lungs_removed") for cls in ("normal", "all")]
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def test_build_and_write_verdict(tmp_path):
+    index = tmp_path / "images.csv"
+    labels = ["normal"] * 6 + ["pneumonia"] * 3 + ["COVID-19"] * 3
+    pd.DataFrame(dict(label=labels + ["COVID-19"] * 20, partition=["test"] * 12 + ["train"] * 20)).to_csv(
+        index, index=False)
+    shortcut = representation_comparison(_rep_predictions({"data": 0.95, "lungs_removed": 0.9,
+                                                           "lungs_boxed_out": 0.9}), REPS, n_boot=200)
+    honest = representation_comparison(_rep_predictions({"data": 0.95, "lungs_removed": 0.5,
+                                                         "lungs_boxed_out": 0.5}), REPS, n_boot=200)
+    comparisons = [tmp_path / "c_alexnet.csv", tmp_path / "c_vgg11.csv"]
+    shortcut.to_csv(comparisons[0], index=False)
+    honest.to_csv(comparisons[1], index=False)
+    attention = [_attention_csv(tmp_path / "a_alexnet.csv", 1.5), _attention_csv(tmp_path / "a_vgg11.csv", 0.8)]
+    probe = _write_probe(tmp_path / "probe.csv", balanced=0.93)
+    verdict = build_verdict(index, comparisons, attention, [probe], ["alexnet", "vgg11"], margin=0.1,
+                            learned_margin=0.2)
+    assert list(verdict.columns) == VERDICT_COLUMNS and list(verdict["arch"]) == ["alexnet", "vgg11"]
+    assert (verdict["chance"] == 0.5).all()  # the test images' majority class, not train's
+    assert verdict["learned"].all() and verdict["non_lung_signal"].tolist() == [True, False]
+    assert verdict["lung_attention_data"].tolist() == [1.5, 0.8]
+    assert verdict["lung_attention_data_ci_low"].tolist() == pytest.approx([1.4, 0.7])
+    assert (verdict["source_probe_balanced_accuracy"] == 0.93).all()
+    assert verdict.loc[0, "acc_data"] == pytest.approx(shortcut.set_index("train_rep").loc["data", "accuracy"])
+
+    without = build_verdict(index, comparisons, attention, [], ["alexnet", "vgg11"], 0.1, 0.2)
+    assert without["source_probe_balanced_accuracy"].isna().all()
+    assert "source probe" not in without.loc[0, "paragraph"] and "source probe" in verdict.loc[0, "paragraph"]
+    write_verdict(verdict, tmp_path / "verdict.csv", tmp_path / "summary.md", "test data", ["a note"])
+    assert pd.read_csv(tmp_path / "verdict.csv")["non_lung_signal"].tolist() == [True, False]
+    md = (tmp_path / "summary.md").read_text()
+    assert md.startswith("# Audit summary") and "Data: test data." in md and "## vgg11" in md and "- a note" in md
+
+
+def test_write_source_probe_skips_without_sources(tmp_path):
+    index = pd.DataFrame(dict(image_id=["a", "b"], label=["normal", "COVID-19"], partition="test"))
+    index.to_csv(tmp_path / "images.csv", index=False)
+    files = {f"{kind}_{rep}": str(tmp_path / ("pixels.npy" if kind == "pixels" else "images.csv"))
+             for kind in ("pixels", "index") for rep in ("data", "lungs_removed")}
+    assert representation_stores(files, ["data"]) == {"data": (files["pixels_data"], files["index_data"])}
+    out = tmp_path / "source_probe.csv"
+    table = write_source_probe("alexnet", {}, files, ["data", "lungs_removed"], out)
+    written = pd.read_csv(out)
+    assert list(written.columns) == ["arch", "representation", "true_class", "note"]
+    assert list(written["representation"]) == ["data", "lungs_removed"] and (written["arch"] == "alexnet").all()
+    assert (written["note"] == "skipped: the data carry no source column").all()
+    assert len(table) == 2 and probe_evidence(out) == {}

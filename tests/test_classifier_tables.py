@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 
 from hideseek.vocabulary import CLASSES
-from hideseek.classification.tables import cell, confusion, METRICS, metrics_from_confusion, PAPER, table_rows, write_classifier_table
+from hideseek.classification.tables import (cell, confusion, METRIC_LABELS, METRICS, metrics_from_confusion, PAPER,
+                                           table_rows, write_classifier_table)
 from hideseek.vocabulary import TABLE_NUMBERS
 
 
@@ -29,17 +30,17 @@ CM_REMOVED = [[6, 2, 2], [2, 6, 2], [1, 1, 8]]
 
 def test_metrics_from_a_known_confusion_matrix():
     m = metrics_from_confusion(np.array(CM_DATA))
-    assert m["Accuracy"] == pytest.approx(25 / 30)
-    assert m["Sens normal"] == pytest.approx(0.8)
-    assert m["Sens pneumonia"] == pytest.approx(0.7)
-    assert m["Sens COVID-19"] == pytest.approx(1.0)
-    assert m["PPV normal"] == pytest.approx(8 / 10)
-    assert m["PPV pneumonia"] == pytest.approx(7 / 8)
-    assert m["PPV COVID-19"] == pytest.approx(10 / 12)
+    assert m["accuracy"] == pytest.approx(25 / 30)
+    assert m["sens_normal"] == pytest.approx(0.8)
+    assert m["sens_pneumonia"] == pytest.approx(0.7)
+    assert m["sens_covid_19"] == pytest.approx(1.0)
+    assert m["ppv_normal"] == pytest.approx(8 / 10)
+    assert m["ppv_pneumonia"] == pytest.approx(7 / 8)
+    assert m["ppv_covid_19"] == pytest.approx(10 / 12)
     # Balanced test set: accuracy is the mean of the sensitivities (true of every paper table).
-    assert m["Accuracy"] == pytest.approx(np.mean([m[f"Sens {c}"] for c in CLASSES]))
+    assert m["accuracy"] == pytest.approx(np.mean([m[k] for k in ("sens_normal", "sens_pneumonia", "sens_covid_19")]))
     never_predicted = metrics_from_confusion(np.array([[5, 0, 0], [5, 0, 0], [0, 0, 5]]))
-    assert np.isnan(never_predicted["PPV pneumonia"]) and never_predicted["Sens pneumonia"] == 0
+    assert np.isnan(never_predicted["ppv_pneumonia"]) and never_predicted["sens_pneumonia"] == 0
 
 
 def test_confusion_orders_rows_and_columns_like_the_table():
@@ -57,14 +58,17 @@ def test_table_rows_means_over_seeds_and_flags_other_test_reps_out(tmp_path):
     table = table_rows(pd.concat(frames), n_boot=200)
     assert list(table["representation"]) == ["data", "lungs_removed"]
     data, removed = table.iloc[0], table.iloc[1]
-    assert data["Accuracy"] == pytest.approx(25 / 30) and data["n_seeds"] == 2 and data["n_test"] == 30
-    assert removed["Accuracy"] == pytest.approx((20 / 30 + 1.0) / 2)
-    assert removed["Sens COVID-19"] == pytest.approx((0.8 + 1.0) / 2)
+    assert data["accuracy"] == pytest.approx(25 / 30) and data["n_seeds"] == 2 and data["n_test"] == 30
+    assert removed["accuracy"] == pytest.approx((20 / 30 + 1.0) / 2)
+    assert removed["sens_covid_19"] == pytest.approx((0.8 + 1.0) / 2)
     for metric in METRICS:
-        assert data[f"{metric} CI low"] <= data[metric] + 1e-9 <= data[f"{metric} CI high"] + 2e-9
-        assert data[f"{metric} SD over seeds"] == pytest.approx(0)  # both seeds gave CM_DATA
-    assert removed["Accuracy SD over seeds"] == pytest.approx(np.std([20 / 30, 1.0], ddof=1))
-    assert np.isnan(data["McNemar p vs data"]) and 0 < removed["McNemar p vs data"] <= 1
+        assert data[f"{metric}_ci_low"] <= data[metric] + 1e-9 <= data[f"{metric}_ci_high"] + 2e-9
+        assert data[f"{metric}_sd_over_seeds"] == pytest.approx(0)  # both seeds gave CM_DATA
+    assert removed["accuracy_sd_over_seeds"] == pytest.approx(np.std([20 / 30, 1.0], ddof=1))
+    assert np.isnan(data["mcnemar_p_vs_data"]) and 0 < removed["mcnemar_p_vs_data"] <= 1
+    assert np.isnan(data["accuracy_diff_vs_data"])
+    assert removed["accuracy_diff_vs_data"] == pytest.approx(removed["accuracy"] - data["accuracy"])
+    assert removed["diff_ci_low"] <= removed["accuracy_diff_vs_data"] <= removed["diff_ci_high"]
 
 
 def test_the_bootstrap_resamples_patients_within_class():
@@ -74,11 +78,11 @@ def test_the_bootstrap_resamples_patients_within_class():
     frame["patient_id"] = frame["true"]
     row = table_rows(frame, n_boot=200).iloc[0]
     for metric in METRICS:
-        assert row[f"{metric} CI low"] == pytest.approx(row[metric])
-        assert row[f"{metric} CI high"] == pytest.approx(row[metric])
+        assert row[f"{metric}_ci_low"] == pytest.approx(row[metric])
+        assert row[f"{metric}_ci_high"] == pytest.approx(row[metric])
     assert row["n_patients"] == 3
     per_image = table_rows(hand_made("data", CM_DATA), n_boot=200).iloc[0]
-    assert per_image["Accuracy CI high"] - per_image["Accuracy CI low"] > 0.1
+    assert per_image["accuracy_ci_high"] - per_image["accuracy_ci_low"] > 0.1
 
 
 def test_table_and_comparison_csv_agree():
@@ -87,9 +91,9 @@ def test_table_and_comparison_csv_agree():
     frames = pd.concat([hand_made("data", CM_DATA), hand_made("lungs_removed", CM_REMOVED)])
     table = table_rows(frames, n_boot=300, boot_seed=4)
     comparison = representation_comparison(frames, ["data", "lungs_removed"], n_boot=300, seed=4)
-    assert table["Accuracy CI low"].tolist() == pytest.approx(comparison["ci_low"].tolist())
-    assert table["Accuracy CI high"].tolist() == pytest.approx(comparison["ci_high"].tolist())
-    assert table["McNemar p vs data (Holm)"].iloc[1] == pytest.approx(comparison["mcnemar_p_holm"].iloc[1])
+    assert table["accuracy_ci_low"].tolist() == pytest.approx(comparison["ci_low"].tolist())
+    assert table["accuracy_ci_high"].tolist() == pytest.approx(comparison["ci_high"].tolist())
+    assert table["mcnemar_p_vs_data_holm"].iloc[1] == pytest.approx(comparison["mcnemar_p_holm"].iloc[1])
 
 
 def test_rows_on_different_test_images_are_refused():
@@ -104,9 +108,16 @@ def test_markdown_bolds_the_best_per_column_and_sets_the_paper_beside(tmp_path):
     pd.concat([hand_made("data", CM_DATA), hand_made("lungs_removed", CM_REMOVED)]).to_csv(path, index=False)
     csv, md = tmp_path / "table7_resnet50.csv", tmp_path / "table7_resnet50.md"
     table = write_classifier_table("resnet50", [path], csv, md, "built-in phantom, seed 0")
-    assert list(pd.read_csv(csv)["representation"]) == ["data", "lungs_removed"]
-    assert table.loc[0, "Accuracy"] == pytest.approx(0.833, abs=1e-3)
+    written = pd.read_csv(csv)
+    assert list(written["representation"]) == ["data", "lungs_removed"]
+    assert table.loc[0, "accuracy"] == pytest.approx(0.833, abs=1e-3)
+    # CSV columns are snake_case; the paper's labels appear only in the Markdown
+    assert all(column == column.lower() and " " not in column and "-" not in column for column in written.columns)
     text = md.read_text()
+    header = next(line for line in text.splitlines() if line.startswith("| representation"))
+    assert [c.strip() for c in header.strip("|").split("|")] == ["representation", *METRIC_LABELS.values(),
+                                                                 "p vs data (Holm)"]
+    assert "| Sens COVID-19" in text and "sens_covid_19" not in text
     assert text.startswith("# Table 7 — ResNet-50")
     ours = [line for line in text.splitlines() if line.startswith("| data ") or line.startswith("| lungs_removed ")]
     assert ours[0].split("|")[2].strip().startswith("**0.83 [")  # best accuracy is data's, with its CI

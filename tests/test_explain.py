@@ -1,13 +1,16 @@
-"""Grad-CAM energy in a mask/box, figure image choice, and Grad-CAM on a real (tiny) model."""
+"""Grad-CAM energy in a mask/box, figure image choice, Grad-CAM on a real (tiny) model, and the
+per-architecture Grad-CAM job on small stores."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
-from hideseek.audit.attention import area_share, attention_ratio, compute_cams, energy_share, region_to_input, summarize_attention
+from hideseek.audit.attention import (area_share, attention_ratio, attention_sample, attention_table, compute_cams,
+                                      energy_share, gradcam_sources, picks_table, region_to_input, summarize_attention,
+                                      write_gradcam_outputs)
 from hideseek.audit.figure3 import pick_figure_images
-
+from hideseek.vocabulary import CLASSES
 
 
 def test_energy_share_on_constructed_cam_and_mask():
@@ -70,3 +73,97 @@ def test_gradcam_on_a_small_model_and_summary():
     assert list(table["true_class"]) == ["normal", "pneumonia", "COVID-19", "all"]
     assert table["mask_ratio"].to_numpy() == pytest.approx(2.0)
     assert table["box_ratio"].to_numpy() == pytest.approx(1.4)
+
+
+def _per_image(rep="data"):
+    return pd.DataFrame(dict(rep=rep, image_id=[f"i{k}" for k in range(6)], patient_id=[f"p{k}" for k in range(6)],
+                             true=["normal", "normal", "pneumonia", "pneumonia", "COVID-19", "COVID-19"],
+                             mask_energy=[0.6, 0.6, 0.3, 0.3, np.nan, 0.9], mask_area=[0.3] * 6,
+                             box_energy=[0.7] * 6, box_area=[0.5] * 6))
+
+
+def test_attention_and_picks_tables_carry_the_cam_grid():
+    per_image = pd.concat([_per_image("data"), _per_image("lungs_removed")], ignore_index=True)
+    table = attention_table(per_image, ["data", "lungs_removed"], "alexnet", (4, 4), 128, n_boot=50)
+    assert list(table.columns[:3]) == ["arch", "representation", "true_class"]
+    assert list(table.columns[-2:]) == ["cam_grid", "input_size"]
+    assert (table["arch"] == "alexnet").all() and (table["cam_grid"] == "4x4").all() and (table["input_size"] == 128).all()
+    pd.testing.assert_frame_equal(table.drop(columns=["arch", "cam_grid", "input_size"]),
+                                  summarize_attention(per_image, ["data", "lungs_removed"], n_boot=50))
+    everything = table[(table["representation"] == "data") & (table["true_class"] == "all")].iloc[0]
+    assert everything["n_images"] == 5  # the image with an all-zero CAM (NaN energy) is left out
+    assert everything["mask_ratio"] == pytest.approx((0.6 + 0.6 + 0.3 + 0.3 + 0.9) / 5 / 0.3)
+    assert (attention_table(per_image, ["data"], "alexnet", None, 0, n_boot=10)["cam_grid"] == "").all()
+
+    picks = pd.DataFrame(dict(true=["normal"], image_id=["a1"], rule=["all models correct"], data=["normal"]))
+    out = picks_table(picks, "vgg11", (7, 7))
+    assert list(out.columns) == ["arch", "true", "image_id", "rule", "data", "cam_grid"]
+    assert out.iloc[0]["arch"] == "vgg11" and out.iloc[0]["cam_grid"] == "7x7"
+    assert list(picks.columns) == ["true", "image_id", "rule", "data"]  # the caller's frame is left alone
+
+
+def _tiny_store(tmp_path, name, images, index):
+    np.save(tmp_path / f"{name}.npy", np.ascontiguousarray(images).ravel())
+    index.to_csv(tmp_path / f"{name}.csv", index=False)
+    return str(tmp_path / f"{name}.npy"), str(tmp_path / f"{name}.csv")
+
+
+def _gradcam_files(tmp_path, reps, size=64):
+    """Stores, lung masks, untrained tiny COVID-Net model.pt files and predictions per representation."""
+    import torch
+
+    from hideseek.classification.models import build_model
+
+    n, height, width = 12, 80, 72
+    index = pd.DataFrame(dict(image_id=[f"im{i:02d}" for i in range(n)], patient_id=[f"p{i // 2}" for i in range(n)],
+                              label=[CLASSES[i % 3] for i in range(n)], source="s", partition="test",
+                              offset=np.arange(n) * height * width, height=height, width=width))
+    masks = np.zeros((n, height, width), np.uint8)
+    masks[:, 20:70, 8:30] = masks[:, 20:70, 40:64] = 255
+    files = dict(zip(("mask_pixels", "mask_index"), _tiny_store(tmp_path, "masks", masks, index)))
+    recipe = dict(width=0.125, input_size=size, precision="fp32", channels_last=False)
+    rng = np.random.default_rng(0)
+    for k, rep in enumerate(reps):
+        files[f"pixels_{rep}"], files[f"index_{rep}"] = _tiny_store(
+            tmp_path, rep, rng.integers(0, 255, (n, height, width), dtype=np.uint8), index)
+        torch.manual_seed(k)
+        model = build_model("covidnet_cxr3a", num_classes=3, width=recipe["width"])
+        files[f"model_{rep}"] = str(tmp_path / f"model_{rep}.pt")
+        torch.save(dict(format=1, arch="covidnet_cxr3a", classes=list(CLASSES), state_dict=model.state_dict(),
+                        recipe=recipe), files[f"model_{rep}"])
+        own = pd.DataFrame(dict(train_rep=rep, test_rep=rep, image_id=index["image_id"], true=index["label"],
+                                predicted=np.roll(index["label"], k)))
+        other = own.assign(test_rep="elsewhere", predicted="normal")  # another test set: never explained
+        files[f"pred_{rep}"] = str(tmp_path / f"pred_{rep}.csv")
+        pd.concat([other, own]).to_csv(files[f"pred_{rep}"], index=False)
+    return files, index
+
+
+def test_gradcam_job_writes_figure_attention_and_picks(tmp_path):
+    pytest.importorskip("torch")
+    pytest.importorskip("pytorch_grad_cam")
+    reps = ["data", "lungs_removed"]
+    files, index = _gradcam_files(tmp_path, reps)
+    models, stores, own, mask_store = gradcam_sources(files, reps)
+    assert set(own["lungs_removed"]["test_rep"]) == {"lungs_removed"} and len(own["lungs_removed"]) == len(index)
+    assert stores["data"] == (files["pixels_data"], files["index_data"]) and mask_store[0] == files["mask_pixels"]
+
+    out = {name: tmp_path / "out" / name for name in ("figure3.png", "attention.csv", "per_image.csv", "picks.csv")}
+    summary = write_gradcam_outputs("covidnet_cxr3a", files, reps, *out.values(), n_images=6, sample_seed=1,
+                                    device="cpu", n_boot=50)
+    assert out["figure3.png"].read_bytes().startswith(b"\x89PNG")
+    per_image = pd.read_csv(out["per_image.csv"])
+    sample = attention_sample(index, 6, seed=1)
+    for rep in reps:  # every sampled test image once per model, with its region shares
+        assert sorted(per_image.loc[per_image["rep"] == rep, "image_id"]) == sorted(sample)
+    finite = per_image["mask_energy"].dropna()
+    assert ((finite >= 0) & (finite <= 1)).all()
+    assert per_image["mask_area"].between(0.2, 0.8).all()
+    written = pd.read_csv(out["attention.csv"])
+    assert set(summary["representation"]) == set(reps)
+    pd.testing.assert_frame_equal(written, summary, check_dtype=False)
+    expected = attention_table(per_image, reps, "covidnet_cxr3a", (2, 2), 64, n_boot=50)
+    pd.testing.assert_frame_equal(written, expected, check_dtype=False)
+    picks = pd.read_csv(out["picks.csv"])
+    assert list(picks["true"]) == list(CLASSES) and (picks["cam_grid"] == "2x2").all()
+    assert (picks["arch"] == "covidnet_cxr3a").all() and set(reps) <= set(picks.columns)

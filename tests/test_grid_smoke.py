@@ -64,7 +64,7 @@ def test_one_architecture_two_representations_through_snakemake(tmp_path):
     table = pd.read_csv(f"{tmp_path / TABLE}.csv")
     assert list(table["representation"]) == REPS
     assert (table["n_test"] == 12).all()
-    assert {"Accuracy", "Sens COVID-19", "PPV normal", "Accuracy CI low", "McNemar p vs data"} <= set(table)
+    assert {"accuracy", "sens_covid_19", "ppv_normal", "accuracy_ci_low", "mcnemar_p_vs_data"} <= set(table)
     md = Path(f"{tmp_path / TABLE}.md").read_text()
     assert md.startswith("# Table 3") and "PEPX re-implementation" in md and "selected on the test set" in md
 
@@ -112,11 +112,9 @@ def planned_jobs(result) -> list[tuple[str, dict]]:
     return jobs
 
 
-def test_changing_one_architectures_recipe_reruns_only_its_jobs(tmp_path):
-    """Record provenance for a finished grid of two architectures (placeholder outputs, then
-    `--touch --forceall`, which stores the rules' params), change one recipe, dry-run."""
-    config = copy.deepcopy(TINY)
-    config["classification"]["architectures"] = ["covidnet_cxr3a", "resnet50"]
+def finished_tree(tmp_path, config):
+    """Record provenance for a finished grid without running it: placeholder outputs from
+    `--summary`, then `--touch --forceall`, which stores every job's params and code."""
     summary = snakemake(tmp_path, "--summary", config=config)
     assert summary.returncode == 0, summary.stderr[-3000:]
     for line in summary.stdout.splitlines()[1:]:
@@ -129,6 +127,27 @@ def test_changing_one_architectures_recipe_reruns_only_its_jobs(tmp_path):
     touched = snakemake(tmp_path, "--touch", "--forceall", config=config)
     assert touched.returncode == 0, touched.stdout[-3000:] + touched.stderr[-3000:]
     assert "Nothing to be done" in snakemake(tmp_path, "-n", config=config).stdout
+
+
+def test_operational_settings_rerun_nothing(tmp_path):
+    """Device, threads, checkpointing and the checkpoint folder are read at run time."""
+    config = copy.deepcopy(TINY)
+    config["segmentation"]["masks"] = "predicted"  # the U-Net rules too
+    finished_tree(tmp_path, config)
+    config["classification"].update(device="cpu", checkpoint_every=2, keep_checkpoints=True)
+    config["classification"]["resources"]["threads"] = 2
+    config["segmentation"].update(device="cpu", threads=2)
+    config["audit"] = {"gradcam": {"threads": 2}}
+    config["checkpoint_root"] = str(tmp_path / "scratch" / "checkpoints")
+    planned = snakemake(tmp_path, "-n", config=config)
+    assert planned.returncode == 0, planned.stderr[-3000:]
+    assert "Nothing to be done" in planned.stdout, planned.stdout[-3000:]
+
+
+def test_changing_one_architectures_recipe_reruns_only_its_jobs(tmp_path):
+    config = copy.deepcopy(TINY)
+    config["classification"]["architectures"] = ["covidnet_cxr3a", "resnet50"]
+    finished_tree(tmp_path, config)
 
     config["classification"]["models"]["resnet50"] = {"lr": 3e-4}
     changed = snakemake(tmp_path, "-n", config=config)

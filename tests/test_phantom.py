@@ -1,4 +1,4 @@
-"""Tests for the built-in synthetic radiograph generator (hideseek.phantom)."""
+"""Tests for the built-in synthetic radiograph generator (hideseek.data.phantom)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest
 from scipy import ndimage as ndi
 
 from hideseek.data import phantom as P
+from hideseek.data.phantom import dataset
 
 SMALL = {
     "seed": 0,
@@ -72,6 +73,47 @@ def test_deterministic_and_seed_dependent(small, tmp_path):
     common = [k for k in a if k in c and k.endswith(".png")]
     assert common
     assert sum(a[k] != c[k] for k in common) > 0.9 * len(common)
+
+
+def test_config_fills_defaults_and_rejects_unknown_settings():
+    cfg = P.PhantomConfig.of({"seed": 3, "long_side": [64, 80], "seg": {"n_nih": 2}})
+    assert (cfg.seed, cfg.long_side, cfg.shortcut) == (3, (64, 80), 0.9)
+    assert (cfg.seg.n_nih, cfg.seg.n_cohen) == (2, 30)
+    with pytest.raises(ValueError, match="shortcutt"):
+        P.PhantomConfig.of({"shortcutt": 1})
+    with pytest.raises(ValueError, match="n_nihh"):
+        P.PhantomConfig.of({"seg": {"n_nihh": 1}})
+
+
+# ----------------------------------------------------------------------------- writing in place
+
+
+def test_write_phantom_replaces_both_parts(small, tmp_path):
+    out = tmp_path / "phantom"
+    (out / "covidx").mkdir(parents=True)
+    (out / "covidx" / "stale.png").write_bytes(b"old")
+    (out / "other.txt").write_text("kept")
+    (tmp_path / "phantom.tmp" / "covidx").mkdir(parents=True)  # left by a killed run
+    P.write_phantom(out, _cfg())
+    for part in ("covidx", "seg"):
+        assert _all_files(out / part) == _all_files(small / part)
+    assert (out / "other.txt").read_text() == "kept"
+    assert not (tmp_path / "phantom.tmp").exists()
+
+
+def test_write_phantom_failure_keeps_previous_output(tmp_path, monkeypatch):
+    out = tmp_path / "phantom"
+    (out / "covidx").mkdir(parents=True)
+    (out / "covidx" / "train.txt").write_text("previous")
+
+    def killed(tmp_dir, cfg):
+        (Path(tmp_dir) / "covidx" / "images").mkdir(parents=True)
+        raise RuntimeError("killed")
+
+    monkeypatch.setattr(dataset, "generate_phantom", killed)
+    with pytest.raises(RuntimeError, match="killed"):
+        P.write_phantom(out, _cfg())
+    assert _all_files(out) == {"covidx/train.txt": b"previous"}
 
 
 # ----------------------------------------------------------------------------- COVIDx files

@@ -18,7 +18,7 @@ def make_index():
 
 def test_class_counts_per_partition_and_source():
     counts = class_counts(make_index()).set_index(["partition", "source"])
-    assert counts.loc[("train", "all"), ["normal", "pneumonia", "COVID-19", "total"]].tolist() == [10, 10, 10, 30]
+    assert counts.loc[("train", "all"), ["normal", "pneumonia", "covid_19", "total"]].tolist() == [10, 10, 10, 30]
     assert counts.loc[("test", "a"), "normal"] == 5
     assert counts.loc[("all", "all"), "total"] == 52
     assert counts.loc[("test", "unseen"), "pneumonia"] == 1

@@ -118,7 +118,7 @@ def _same_result(a, b):
     assert a.best_state.keys() == b.best_state.keys()
     for key in a.best_state:
         assert torch.equal(a.best_state[key], b.best_state[key]), key
-    numbers = ["epoch", "train_loss", "val_loss", "val_accuracy", "val_balanced_accuracy", "val_sens_COVID-19"]
+    numbers = ["epoch", "train_loss", "val_loss", "val_accuracy", "val_balanced_accuracy", "val_sens_covid_19"]
     pd.testing.assert_frame_equal(a.history[numbers], b.history[numbers])
 
 

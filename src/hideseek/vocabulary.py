@@ -6,6 +6,8 @@ import the same names without pulling in numpy, pandas or torch.
 
 # Exact COVIDx label strings, in the order used by every table and model head.
 CLASSES = ("normal", "pneumonia", "COVID-19")
+# Each class as it appears in snake_case CSV column names (``covid_19``, ``val_sens_covid_19``).
+CLASS_KEYS = {"normal": "normal", "pneumonia": "pneumonia", "COVID-19": "covid_19"}
 PARTITIONS = ("train", "val", "test")
 UNKNOWN_SOURCE = "unknown"
 

@@ -1,5 +1,7 @@
 # Classification stage: {arch} × {rep} × {seed} training, per-image predictions, Tables 3-7.
-# Constants and input functions (CLS_*, classifier_recipe, ...) are in common.smk.
+# The device, threads and checkpointing (classification.device, checkpoint_every,
+# keep_checkpoints, checkpoint_root) are read by the scripts at run time, so changing them
+# reruns nothing; a recipe change reruns only its architecture's jobs.
 # TABLE_PRIORITY: Tables 3-7's jobs run before the audit's (Grad-CAM, source probe) when both
 # are ready, so the tables arrive first on a small machine; the total time is unchanged.
 TABLE_PRIORITY = 10
@@ -12,8 +14,6 @@ rule fetch_pretrained_weights:
         f"{LOGS}/fetch_pretrained_weights/{{arch}}.log",
     benchmark:
         f"{BENCH}/fetch_pretrained_weights/{{arch}}.tsv"
-    wildcard_constraints:
-        **CLS_WILDCARDS,
     conda:
         "../../envs/torch.yaml"
     threads: 1
@@ -26,17 +26,18 @@ rule fetch_pretrained_weights:
 
 rule train_classifier:
     input:
-        unpack(train_classifier_inputs),
+        unpack(
+            lambda wildcards: store_files(rep_store(wildcards.rep))
+            | pretrained_weights(wildcards.arch)
+        ),
     output:
-        model=f"{CLASSIFIERS}/{{arch}}/{{rep}}/seed{{seed}}/model.pt",
-        history=f"{CLASSIFIERS}/{{arch}}/{{rep}}/seed{{seed}}/history.csv",
-        info=f"{CLASSIFIERS}/{{arch}}/{{rep}}/seed{{seed}}/train_info.json",
+        model=f"{run_folder('{arch}', '{rep}', '{seed}')}/model.pt",
+        history=f"{run_folder('{arch}', '{rep}', '{seed}')}/history.csv",
+        info=f"{run_folder('{arch}', '{rep}', '{seed}')}/train_info.json",
     log:
         f"{LOGS}/train_classifier/{{arch}}/{{rep}}/seed{{seed}}.log",
     benchmark:
         f"{BENCH}/train_classifier/{{arch}}/{{rep}}/seed{{seed}}.tsv"
-    wildcard_constraints:
-        **CLS_WILDCARDS,
     priority: TABLE_PRIORITY
     conda:
         "../../envs/torch.yaml"
@@ -46,29 +47,26 @@ rule train_classifier:
         runtime=CLS["resources"]["train_runtime"],
         gpu=config["resources"]["gpu"],
     params:
-        arch="{arch}",
-        rep="{rep}",
-        seed="{seed}",
-        recipe=lambda wildcards: classifier_recipe(wildcards.arch),
-        device=CLS["device"],
-        checkpoint_dir=f"{CLS_CHECKPOINTS}/{{arch}}/{{rep}}/seed{{seed}}",
-        checkpoint_every=CLS["checkpoint_every"],
-        keep_checkpoints=CLS["keep_checkpoints"],
+        recipe=lambda wildcards: resolve_recipe(CLS, wildcards.arch),
     script:
         "../scripts/train_classifier.py"
 
 
 rule evaluate_classifier:
     input:
-        unpack(evaluate_classifier_inputs),
+        # the model, and the test split of every representation (test-time hiding)
+        unpack(
+            lambda wildcards: {
+                "model": f"{run_folder(wildcards.arch, wildcards.rep, wildcards.seed)}/model.pt"
+            }
+            | rep_stores(CLS_REPS)
+        ),
     output:
         f"{PREDICTIONS}/{{arch}}/{{rep}}/seed{{seed}}.csv",
     log:
         f"{LOGS}/evaluate_classifier/{{arch}}/{{rep}}/seed{{seed}}.log",
     benchmark:
         f"{BENCH}/evaluate_classifier/{{arch}}/{{rep}}/seed{{seed}}.tsv"
-    wildcard_constraints:
-        **CLS_WILDCARDS,
     priority: TABLE_PRIORITY
     conda:
         "../../envs/torch.yaml"
@@ -78,31 +76,25 @@ rule evaluate_classifier:
         runtime=CLS["resources"]["evaluate_runtime"],
         gpu=config["resources"]["gpu"],
     params:
-        arch="{arch}",
-        rep="{rep}",
-        seed="{seed}",
         test_reps=CLS_REPS,
-        device=CLS["device"],
     script:
         "../scripts/evaluate_classifier.py"
 
 
 rule classifier_table:
     input:
-        classifier_table_inputs,
+        lambda wildcards: prediction_files(wildcards.arch, table=wildcards.num),
     output:
         csv=report(
-            f"{RESULTS}/tables/table{{num}}_{{arch}}.csv",
+            f"{TABLES}/table{{num}}_{{arch}}.csv",
             caption="../report/classifier_table.rst",
             category="Tables",
         ),
-        md=f"{RESULTS}/tables/table{{num}}_{{arch}}.md",
+        md=f"{TABLES}/table{{num}}_{{arch}}.md",
     log:
         f"{LOGS}/classifier_table/table{{num}}_{{arch}}.log",
     benchmark:
         f"{BENCH}/classifier_table/table{{num}}_{{arch}}.tsv"
-    wildcard_constraints:
-        **CLS_WILDCARDS,
     priority: TABLE_PRIORITY
     conda:
         "../../envs/data.yaml"
@@ -112,8 +104,8 @@ rule classifier_table:
         runtime=10,
     params:
         **AUDIT_STATS,
-        dataset=dataset_name(),
+        dataset=plan.dataset_description(config),
         representations=CLS_REPS,
-        note=lambda wildcards: classifier_run_note(wildcards.arch),
+        note=lambda wildcards: plan.classifier_run_note(CLS, wildcards.arch),
     script:
         "../scripts/classifier_table.py"

@@ -31,7 +31,7 @@ rule phantom_sheet:
         images=f"{PHANTOM}/covidx/images",
     output:
         report(
-            f"{RESULTS}/figures/phantom_samples.png",
+            f"{FIGURES}/phantom_samples.png",
             caption="../report/phantom_samples.rst",
             category="Data",
         ),
@@ -51,10 +51,14 @@ rule phantom_sheet:
 
 rule ingest:
     input:
-        unpack(ingest_inputs),
+        **{
+            k: path
+            for k, path in classification_files().items()
+            if k != "image_dir" and path
+        },
     output:
-        index=f"{RESULTS}/data/images.csv",
-        pixels=f"{RESULTS}/data/pixels.npy",
+        index=store_files(DATA_STORE)["index"],
+        pixels=store_files(DATA_STORE)["pixels"],
         dropped=f"{RESULTS}/data/dropped_lines.csv",
         report=f"{RESULTS}/data/ingest_report.md",
     log:
@@ -77,15 +81,15 @@ rule ingest:
 
 rule table1:
     input:
-        index=f"{RESULTS}/data/images.csv",
+        index=store_files(DATA_STORE)["index"],
     output:
         csv=report(
-            f"{RESULTS}/tables/table1_data.csv",
+            f"{TABLES}/table1_data.csv",
             caption="../report/table1.rst",
             category="Tables",
         ),
-        md=f"{RESULTS}/tables/table1_data.md",
-        shortcut=f"{RESULTS}/tables/table1_shortcut.csv",
+        md=f"{TABLES}/table1_data.md",
+        shortcut=f"{TABLES}/table1_shortcut.csv",
     log:
         f"{LOGS}/table1.log",
     benchmark:
@@ -97,14 +101,14 @@ rule table1:
         mem_mb=1000,
         runtime=10,
     params:
-        dataset=dataset_name(),
+        dataset=plan.dataset_description(config),
     script:
         "../scripts/table1.py"
 
 
 rule index_seg_sets:
     input:
-        seg_index_inputs,
+        [f"{PHANTOM}/seg"] if config["segmentation_data"]["kind"] == "phantom" else [],
     output:
         f"{RESULTS}/data/seg_sets.csv",
     log:

@@ -1,20 +1,23 @@
-# Explain and audit, per architecture: Grad-CAM (Figure 3) + lung attention, and the uncertainty
-# tables (test-time hiding, representation comparisons, per-source accuracy, per-class AUROC).
-# Needs classification.smk (CLS_*, CLASSIFIERS, PREDICTIONS) and the lung mask store.
-# Helpers (gradcam_inputs, probe_*, AUDIT, AUDIT_STATS): common.smk, end.
+# Explain and audit, per architecture: Grad-CAM (Figure 3) + lung attention, the uncertainty
+# tables (test-time hiding, representation comparisons, per-source accuracy, per-class AUROC),
+# and the source probe. Grad-CAM and the per-image attention use the first seed's models.
 
 
 rule gradcam:
     input:
-        unpack(gradcam_inputs),
+        unpack(
+            lambda wildcards: first_seed_runs(wildcards.arch)
+            | store_files(MASK_STORE, "mask_{}")
+            | rep_stores(CLS_REPS)
+        ),
     output:
         figure=report(
-            f"{RESULTS}/figures/figure3_gradcam_{{arch}}.png",
+            f"{FIGURES}/figure3_gradcam_{{arch}}.png",
             caption="../report/figure3.rst",
             category="Figure 3 (Grad-CAM)",
         ),
         attention=report(
-            f"{RESULTS}/tables/lung_attention_{{arch}}.csv",
+            f"{TABLES}/lung_attention_{{arch}}.csv",
             caption="../report/lung_attention.rst",
             category="Lung attention",
         ),
@@ -24,8 +27,6 @@ rule gradcam:
         f"{LOGS}/gradcam/{{arch}}.log",
     benchmark:
         f"{BENCH}/gradcam/{{arch}}.tsv"
-    wildcard_constraints:
-        arch="|".join(CLS_ARCHS),
     conda:
         "../../envs/torch.yaml"
     threads: AUDIT["gradcam"]["threads"]
@@ -38,36 +39,31 @@ rule gradcam:
         reps=CLS_REPS,
         n_images=AUDIT["gradcam"]["n_images"],
         sample_seed=AUDIT["gradcam"]["sample_seed"],
-        device=CLS["device"],
     script:
         "../scripts/gradcam.py"
 
 
 rule audit_tables:
     input:
-        lambda wildcards: expand(
-            f"{PREDICTIONS}/{wildcards.arch}/{{rep}}/seed{{seed}}.csv",
-            rep=CLS_REPS,
-            seed=CLS_SEEDS,
-        ),
+        lambda wildcards: prediction_files(wildcards.arch),
     output:
         hiding=report(
-            f"{RESULTS}/tables/test_time_hiding_{{arch}}.csv",
+            f"{TABLES}/test_time_hiding_{{arch}}.csv",
             caption="../report/test_time_hiding.rst",
             category="Test-time hiding",
         ),
         comparison=report(
-            f"{RESULTS}/tables/comparison_{{arch}}.csv",
+            f"{TABLES}/comparison_{{arch}}.csv",
             caption="../report/comparison.rst",
             category="Uncertainty",
         ),
         per_source=report(
-            f"{RESULTS}/tables/per_source_accuracy_{{arch}}.csv",
+            f"{TABLES}/per_source_accuracy_{{arch}}.csv",
             caption="../report/per_source.rst",
             category="Uncertainty",
         ),
         auroc=report(
-            f"{RESULTS}/tables/auroc_{{arch}}.csv",
+            f"{TABLES}/auroc_{{arch}}.csv",
             caption="../report/auroc.rst",
             category="Uncertainty",
         ),
@@ -75,8 +71,6 @@ rule audit_tables:
         f"{LOGS}/audit_tables/{{arch}}.log",
     benchmark:
         f"{BENCH}/audit_tables/{{arch}}.tsv"
-    wildcard_constraints:
-        arch="|".join(CLS_ARCHS),
     conda:
         "../../envs/data.yaml"
     threads: 1
@@ -94,17 +88,10 @@ rule audit_tables:
 # trained to predict the data source from each representation, scored within each class.
 rule source_probe:
     input:
-        **{
-            f"pixels_{rep}": f"{RESULTS}/representations/{rep}/pixels.npy"
-            for rep in probe_reps()
-        },
-        **{
-            f"index_{rep}": f"{RESULTS}/representations/{rep}/images.csv"
-            for rep in probe_reps()
-        },
+        **rep_stores(plan.probe_representations(config)),
     output:
         report(
-            f"{RESULTS}/tables/source_probe.csv",
+            f"{TABLES}/source_probe.csv",
             caption="../report/source_probe.rst",
             category="Source probe",
         ),
@@ -121,11 +108,9 @@ rule source_probe:
         gpu=config["resources"]["gpu"],
     params:
         **AUDIT_STATS,
-        arch=probe_arch(),
-        recipe=probe_recipe(),
-        reps=probe_reps(),
+        arch=plan.probe_arch(config),
+        recipe=plan.probe_recipe(config),
+        reps=plan.probe_representations(config),
         seed=CLS_SEEDS[0],
-        device=CLS["device"],
-        checkpoint_dir=f"{RESULTS}/checkpoints/source_probe",
     script:
         "../scripts/source_probe.py"

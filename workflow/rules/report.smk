@@ -4,11 +4,9 @@
 
 rule verdict:
     input:
-        index=f"{RESULTS}/representations/data/images.csv",
-        comparisons=expand(f"{RESULTS}/tables/comparison_{{arch}}.csv", arch=CLS_ARCHS),
-        attention=expand(
-            f"{RESULTS}/tables/lung_attention_{{arch}}.csv", arch=CLS_ARCHS
-        ),
+        index=store_files(rep_store("data"))["index"],
+        comparisons=expand(f"{TABLES}/comparison_{{arch}}.csv", arch=CLS_ARCHS),
+        attention=expand(f"{TABLES}/lung_attention_{{arch}}.csv", arch=CLS_ARCHS),
         probe=source_probe_targets(),
     output:
         csv=report(
@@ -35,16 +33,7 @@ rule verdict:
         archs=CLS_ARCHS,
         margin=AUDIT["margin"],
         learned_margin=AUDIT["learned_margin"],
-        dataset=dataset_name(),
-        notes=[
-            "CIs: percentile bootstrap, patients resampled within class "
-            f"({AUDIT['n_boot']} resamples, seed {AUDIT['boot_seed']}).",
-            f"Margin for non_lung_signal: {AUDIT['margin']}; for learned: {AUDIT['learned_margin']}.",
-            (
-                f"Source probe ({probe_arch()}, representation data): results/tables/source_probe.csv."
-                if source_probe_targets()
-                else "Source probe: disabled (audit.source_probe.enabled: false)."
-            ),
-        ],
+        dataset=plan.dataset_description(config),
+        notes=plan.verdict_notes(config),
     script:
         "../scripts/verdict.py"

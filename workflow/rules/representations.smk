@@ -1,18 +1,20 @@
-# The five ROI Hide-and-Seek representations (one image store each) and Figure 1.
+# The five ROI Hide-and-Seek representations (one image store each, with the same rows, order and
+# shapes as results/data) and Figure 1.
 
 
 rule representation:
     input:
-        unpack(representation_inputs),
+        # `data` is the store image itself; every other representation needs the lung masks
+        unpack(
+            lambda wildcards: store_files(DATA_STORE)
+            | ({} if wildcards.rep == "data" else store_files(MASK_STORE, "mask_{}"))
+        ),
     output:
-        pixels=f"{RESULTS}/representations/{{rep}}/pixels.npy",
-        index=f"{RESULTS}/representations/{{rep}}/images.csv",
+        **store_files(rep_store("{rep}")),
     log:
         f"{LOGS}/representation/{{rep}}.log",
     benchmark:
         f"{BENCH}/representation/{{rep}}.tsv"
-    wildcard_constraints:
-        rep="|".join(ALL_REPRESENTATIONS),
     conda:
         "../../envs/data.yaml"
     threads: 1
@@ -25,14 +27,12 @@ rule representation:
 
 rule figure1:
     input:
-        pixels=f"{RESULTS}/data/pixels.npy",
-        index=f"{RESULTS}/data/images.csv",
-        mask_pixels=f"{SEG}/masks/pixels.npy",
-        mask_index=f"{SEG}/masks/images.csv",
+        **store_files(DATA_STORE),
+        **store_files(MASK_STORE, "mask_{}"),
         qc=f"{SEG}/mask_qc.csv",
     output:
         report(
-            f"{RESULTS}/figures/figure1_representations.png",
+            f"{FIGURES}/figure1_representations.png",
             caption="../report/figure1.rst",
             category="Figures",
         ),

@@ -1,5 +1,6 @@
 # Lung segmentation: U-Net training, Table 2, and lung masks (+ QC) for the classification images.
-# Helpers (SEG, segment_images_inputs, ...) live at the end of common.smk.
+# The device (segmentation.device) and the checkpoint folder (checkpoint_root) are read by the
+# scripts at run time: moving to a GPU or elsewhere reruns nothing.
 
 
 rule train_unet:
@@ -22,8 +23,6 @@ rule train_unet:
     params:
         # only what defines the model: changing inference or QC settings does not retrain
         cfg=seg_config("seed", "image_size", "network", "train"),
-        # Resumable checkpoints live outside the declared outputs (Snakemake deletes those on failure).
-        checkpoint_dir=f"{RESULTS}/checkpoints/unet",
     script:
         "../scripts/train_unet.py"
 
@@ -34,11 +33,11 @@ rule evaluate_unet:
         model=f"{SEG}/unet.pt",
     output:
         csv=report(
-            f"{RESULTS}/tables/table2_segmentation.csv",
+            f"{TABLES}/table2_segmentation.csv",
             caption="../report/table2.rst",
             category="Tables",
         ),
-        md=f"{RESULTS}/tables/table2_segmentation.md",
+        md=f"{TABLES}/table2_segmentation.md",
         per_image=f"{SEG}/table2_per_image.csv",
     log:
         f"{LOGS}/evaluate_unet.log",
@@ -52,17 +51,29 @@ rule evaluate_unet:
         runtime=60,
     params:
         cfg=seg_config("inference"),
-        dataset=segmentation_dataset_name(),
+        dataset=plan.segmentation_dataset_description(config),
     script:
         "../scripts/evaluate_unet.py"
 
 
 rule segment_images:
     input:
-        unpack(segment_images_inputs),
+        **store_files(DATA_STORE),
+        # the U-Net, unless the masks are the phantom's true ones
+        **(
+            {"model": f"{SEG}/unet.pt"}
+            if config["segmentation"]["masks"] == "predicted"
+            else {}
+        ),
+        # on the phantom, the true masks: used as the masks, or to score the predicted ones
+        **(
+            {"truth": f"{PHANTOM}/covidx/masks"}
+            if config["classification_data"]["kind"] == "phantom"
+            else {}
+        ),
     output:
-        pixels=f"{SEG}/masks/pixels.npy",
-        index=f"{SEG}/masks/images.csv",
+        pixels=store_files(MASK_STORE)["pixels"],
+        index=store_files(MASK_STORE)["index"],
         qc=f"{SEG}/mask_qc.csv",
         summary=f"{SEG}/mask_summary.csv",
         summary_md=report(

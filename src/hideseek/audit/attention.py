@@ -3,10 +3,10 @@
 Grad-CAM (Selvaraju et al. 2017) via ``pytorch-grad-cam``: always used as a context manager
 (``with GradCAM(...) as cam:``, which removes its hooks; without it the hooks leak) and always
 with explicit targets (the class the model *predicted*, ``ClassifierOutputTarget``). Target
-layers come from :func:`hideseek.models.gradcam_target_layers` (ResNet-50 ``layer4[-1]``, the
-last conv of AlexNet / VGG-11, the last PEPX stage of COVID-Net). The CAM is computed on the
-layer's native grid (e.g. 4 × 4 for ResNet-50 at 128 px) and upsampled bilinearly to the
-classifier input; the native grid is reported with every output.
+layers come from :func:`hideseek.classification.models.gradcam_target_layers` (ResNet-50
+``layer4[-1]``, the last conv of AlexNet / VGG-11, the last PEPX stage of COVID-Net). The CAM
+is computed on the layer's native grid (e.g. 4 × 4 for ResNet-50 at 128 px) and upsampled
+bilinearly to the classifier input; the native grid is reported with every output.
 
 Lung attention: for a non-negative CAM ``c`` and a region ``R`` (lung mask or lung box, mapped
 into the classifier input exactly like the image: top 8 % cut, centre square, resize),
@@ -16,7 +16,7 @@ into the classifier input exactly like the image: top 8 % cut, centre square, re
     attention ratio = energy share / area share      (1 = no preference for the lungs)
 
 Summaries average energy and area shares over images and divide the means (a ratio of means,
-robust to images with tiny masks), with patient-bootstrap CIs (:mod:`hideseek.audit`).
+robust to images with tiny masks), with patient-bootstrap CIs (:mod:`hideseek.stats`).
 """
 
 from __future__ import annotations
@@ -28,10 +28,12 @@ import pandas as pd
 
 from ..classification.inputs import classifier_input
 from ..data.store import ImageStore
+from ..io import write_csv_atomic
 from ..segmentation.components import lung_box
 from ..stats import bootstrap_weights, mean_ci, ratio_ci
 from ..vocabulary import CLASSES
-from .figure3 import pick_figure_images
+from .figure3 import figure3, pick_figure_images
+from .source_probe import representation_stores
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +83,6 @@ def compute_cams(model, arch: str, images_u8, targets, batch_size: int = 16):
 
     Returns (cams float32 (N, S, S) in [0, 1], native grid (h, w) of the target layer).
     """
-    import torch
     from pytorch_grad_cam import GradCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
@@ -115,10 +116,8 @@ def compute_cams(model, arch: str, images_u8, targets, batch_size: int = 16):
 
 
 # ---------------------------------------------------------------------------------------------
-# Figure 3: which image per class
+# Which test images are explained
 # ---------------------------------------------------------------------------------------------
-
-
 def attention_sample(index: pd.DataFrame, n_images: int, seed: int = 0) -> list[str]:
     """A fixed, class-stratified sample of test image ids (about n_images / 3 per class)."""
     test = index[index["partition"] == "test"].sort_values("image_id", kind="stable")
@@ -147,12 +146,11 @@ def _load_images(pixels, index_path, image_ids, size):
 
 
 def explain_architecture(arch: str, models: dict, stores: dict, own_predictions: dict, mask_store: tuple,
-                         n_images: int, sample_seed: int = 0, device: str = "cpu", threads: int = 1,
-                         n_boot: int = 1000, boot_seed: int = 0):
+                         n_images: int, sample_seed: int = 0, device: str = "cpu", threads: int = 1):
     """Grad-CAMs of each representation's model (`models`: rep -> model.pt) on its own test
     images: Figure 3 panels and per-image lung attention.
 
-    Returns (figure panels list, per-image attention frame, native grid)."""
+    Returns (figure panels list, per-image attention frame, native grid, Figure 3 picks)."""
     import torch
 
     from ..classification.prediction import load_trained
@@ -193,6 +191,19 @@ def explain_architecture(arch: str, models: dict, stores: dict, own_predictions:
     return panels, pd.DataFrame(records), grid, picks
 
 
+def gradcam_sources(files, reps) -> tuple[dict, dict, dict, tuple]:
+    """(models, stores, own predictions, mask store) from the gradcam rule's named inputs
+    (``model_{rep}``, ``pixels_{rep}``, ``index_{rep}``, ``pred_{rep}``, ``mask_pixels``,
+    ``mask_index``). A representation's own predictions: its model on its own test set."""
+    models = {rep: files[f"model_{rep}"] for rep in reps}
+    stores = representation_stores(files, reps)
+    own = {}
+    for rep in reps:
+        frame = pd.read_csv(files[f"pred_{rep}"])
+        own[rep] = frame[frame["test_rep"] == rep]
+    return models, stores, own, (files["mask_pixels"], files["mask_index"])
+
+
 def summarize_attention(per_image: pd.DataFrame, reps, n_boot: int = 1000, seed: int = 0,
                         level: float = 0.95) -> pd.DataFrame:
     """Representation × class (and all classes): mean energy shares, area shares, their ratio,
@@ -217,3 +228,46 @@ def summarize_attention(per_image: pd.DataFrame, reps, n_boot: int = 1000, seed:
     return pd.DataFrame(rows)
 
 
+def _grid_text(grid) -> str:
+    return f"{grid[0]}x{grid[1]}" if grid else ""
+
+
+def attention_table(per_image: pd.DataFrame, reps, arch: str, grid, input_size: int, n_boot: int = 1000,
+                    seed: int = 0, level: float = 0.95) -> pd.DataFrame:
+    """lung_attention_{arch}.csv: :func:`summarize_attention` with the architecture, the CAM's
+    native grid (``4x4``) and the classifier input size, so the table says how coarse it is."""
+    summary = summarize_attention(per_image, reps, n_boot, seed, level)
+    summary.insert(0, "arch", arch)
+    summary["cam_grid"] = _grid_text(grid)
+    summary["input_size"] = input_size
+    return summary
+
+
+def picks_table(picks: pd.DataFrame, arch: str, grid) -> pd.DataFrame:
+    """figure3_images.csv: which image each Figure 3 row shows and why, with the CAM grid."""
+    table = picks.copy()
+    table.insert(0, "arch", arch)
+    table["cam_grid"] = _grid_text(grid)
+    return table
+
+
+def write_gradcam_outputs(arch: str, files, reps, out_figure, out_attention, out_per_image, out_picks, *,
+                          n_images: int, sample_seed: int = 0, device: str = "auto", threads: int = 1,
+                          n_boot: int = 1000, boot_seed: int = 0, level: float = 0.95) -> pd.DataFrame:
+    """One architecture's Grad-CAM job (`files`: see :func:`gradcam_sources`): Figure 3, the
+    lung attention table, its per-image values and the Figure 3 picks. Returns the table."""
+    from ..devices import resolve_device
+
+    models, stores, own, mask_store = gradcam_sources(files, reps)
+    device = str(resolve_device(device, "classification.device"))
+    panels, per_image, grid, picks = explain_architecture(arch, models, stores, own, mask_store, n_images,
+                                                          sample_seed, device=device, threads=threads)
+    input_size = int(panels[0]["image"].shape[-1]) if panels else 0
+    figure3(panels, reps, out_figure, arch, grid, input_size, picks)
+    summary = attention_table(per_image, reps, arch, grid, input_size, n_boot, boot_seed, level)
+    write_csv_atomic(summary, out_attention)
+    write_csv_atomic(per_image, out_per_image)
+    write_csv_atomic(picks_table(picks, arch, grid), out_picks)
+    log.info("%s: Figure 3 from %s; CAM grid %s; %d images per model for lung attention",
+             arch, list(picks["image_id"]), grid, per_image.groupby("rep").size().max() if len(per_image) else 0)
+    return summary

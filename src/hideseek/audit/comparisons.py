@@ -1,49 +1,23 @@
 """Representation comparisons, test-time hiding, per-source accuracy and per-class AUROC.
 
-Bootstrap
----------
-Every CI here is a percentile bootstrap (95 % by default) that resamples **patients, with
-replacement, within each class** (a patient's class is the label of its first image): a
-patient's images enter or leave a resample together, so images of one patient never count as
-independent evidence, and every resample keeps the test set's class sizes in patients. A
-resample is represented as integer weights on the images (how often its patient was drawn),
-so any mean or ratio statistic is a matrix product (:func:`bootstrap_weights`).
-
-Tables 3-7 (:mod:`hideseek.classifier_tables`) use these resamples for every metric and
-:func:`representation_comparison` for their comparison with ``data``; this module also holds
-per-source accuracy, per-class AUROC, the test-time hiding table, the source probe and the
-verdict.
+Every CI is the patient bootstrap of :mod:`hideseek.stats` (patients resampled with
+replacement within each class). Tables 3-7 (:mod:`hideseek.classification.tables`) use
+:func:`representation_comparison` for their comparison with ``data``, so a table and
+``comparison_{arch}.csv`` always agree.
 """
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
 
+from ..io import write_csv_atomic
 from ..stats import accuracy_ci, bootstrap_weights, holm, mcnemar_exact, mean_ci, paired_difference_ci, percentile_ci, weighted_auroc
 from ..vocabulary import CLASSES, PROB_COLUMNS
 
-
-# ---------------------------------------------------------------------------------------------
-# Bootstrap machinery
-# ---------------------------------------------------------------------------------------------
-
-
-
-
-
-
-
-
-
-
-
-
-# ---------------------------------------------------------------------------------------------
-# Tests
-# ---------------------------------------------------------------------------------------------
-
-
+log = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -63,11 +37,10 @@ def per_source_accuracy(frame: pd.DataFrame, n_boot: int = 1000, seed: int = 0,
     return pd.DataFrame(rows, columns=["true", "source", "n_images", "n_patients", "accuracy", "ci_low", "ci_high"])
 
 
-
-
 def per_class_auroc(frame: pd.DataFrame, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> pd.DataFrame:
     """One-vs-rest AUROC per class from the softmax columns (point value: sklearn
-    ``roc_auc_score``), with patient-bootstrap CIs (:func:`weighted_auroc` on the resample weights)."""
+    ``roc_auc_score``), with patient-bootstrap CIs (:func:`hideseek.stats.weighted_auroc` on
+    the resample weights)."""
     from sklearn.metrics import roc_auc_score
 
     true = frame["true"].astype(str).to_numpy()
@@ -164,27 +137,32 @@ def representation_comparison(predictions: pd.DataFrame, reps, n_boot: int = 100
     return accuracy_rows(own, "train_rep", list(reps), reference="data", n_boot=n_boot, seed=seed, level=level)
 
 
-# ---------------------------------------------------------------------------------------------
-# Verdict
-# ---------------------------------------------------------------------------------------------
+def own_model_tables(predictions: pd.DataFrame, reps, n_boot: int = 1000, seed: int = 0,
+                     level: float = 0.95) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(per-source accuracy, per-class AUROC) of each representation's model on its own test
+    set, first seed only, one block per representation present (column ``representation``)."""
+    own = predictions[predictions["train_rep"] == predictions["test_rep"]]
+    first_seed = _first_seed(own)
+    per_source, auroc = [], []
+    for rep in reps:
+        sub = first_seed[first_seed["train_rep"] == rep]
+        if sub.empty:
+            continue
+        per_source.append(per_source_accuracy(sub, n_boot, seed, level).assign(representation=rep))
+        auroc.append(per_class_auroc(sub, n_boot, seed, level).assign(representation=rep))
+    return pd.concat(per_source, ignore_index=True), pd.concat(auroc, ignore_index=True)
 
 
-
-
-
-
-
-
-
-
-
-
-# ---------------------------------------------------------------------------------------------
-# Source probe
-# ---------------------------------------------------------------------------------------------
-
-
-
-
-
-
+def write_audit_tables(prediction_files, reps, out_hiding, out_comparison, out_per_source, out_auroc, *,
+                       n_boot: int = 1000, boot_seed: int = 0, level: float = 0.95) -> dict[str, pd.DataFrame]:
+    """One architecture's uncertainty tables from its per-image prediction CSVs: test-time
+    hiding, the representation comparison, per-source accuracy and per-class AUROC."""
+    predictions = pd.concat([pd.read_csv(path) for path in prediction_files], ignore_index=True)
+    kw = dict(n_boot=n_boot, seed=boot_seed, level=level)
+    tables = dict(hiding=test_time_hiding(predictions, reps, **kw),
+                  comparison=representation_comparison(predictions, reps, **kw))
+    tables["per_source"], tables["auroc"] = own_model_tables(predictions, reps, **kw)
+    for name, path in zip(tables, (out_hiding, out_comparison, out_per_source, out_auroc)):
+        write_csv_atomic(tables[name], path)
+    log.info("test-time hiding:\n%s", tables["hiding"].to_string())
+    return tables

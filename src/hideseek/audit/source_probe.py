@@ -4,10 +4,16 @@ the images say where they came from."""
 
 from __future__ import annotations
 
+import logging
+
 import pandas as pd
 
+from ..io import write_csv_atomic
 from ..stats import bootstrap_weights, mean_ci
 from ..vocabulary import CLASSES
+
+log = logging.getLogger(__name__)
+
 
 def probe_skip_reason(index: pd.DataFrame) -> str | None:
     """Why the source probe cannot run on this data (None if it can)."""
@@ -61,8 +67,8 @@ def run_source_probe(arch: str, recipe: dict, stores: dict, *, seed: int = 0, de
                      threads: int = 1, n_boot: int = 1000, boot_seed: int = 0, level: float = 0.95,
                      checkpoint_root=None) -> pd.DataFrame:
     """For each representation (`stores`: rep -> (pixels, index)), train `arch` to predict the
-    data source (training.py's loop; sources as the targets, a source-balanced sampler), then
-    score it within each class on the test images."""
+    data source (:func:`hideseek.classification.training.train_classifier`; sources as the
+    targets, a source-balanced sampler), then score it within each class on the test images."""
     import tempfile
 
     import torch
@@ -106,3 +112,32 @@ def run_source_probe(arch: str, recipe: dict, stores: dict, *, seed: int = 0, de
                                   predicted_source=[sources[i] for i in predicted], patient_id=test.frame["patient_id"]))
         rows += probe_rows(frame, rep, n_boot, boot_seed, level)
     return pd.DataFrame(rows)
+
+
+def representation_stores(files, reps) -> dict:
+    """rep -> (pixels, index) from a rule's named inputs ``pixels_{rep}`` and ``index_{rep}``."""
+    return {rep: (files[f"pixels_{rep}"], files[f"index_{rep}"]) for rep in reps}
+
+
+def skipped_probe_table(reps, reason: str) -> pd.DataFrame:
+    """The probe table when the probe cannot run: one ``all`` row per representation saying why."""
+    return pd.DataFrame([dict(representation=rep, true_class="all", note=f"skipped: {reason}") for rep in reps])
+
+
+def write_source_probe(arch: str, recipe: dict, files, reps, out_csv, *, seed: int = 0, device: str = "auto",
+                       threads: int = 1, n_boot: int = 1000, boot_seed: int = 0, level: float = 0.95,
+                       checkpoint_root=None) -> pd.DataFrame:
+    """source_probe.csv: :func:`run_source_probe` on `reps`, or the skipped table when the data
+    cannot support a probe (:func:`probe_skip_reason` on the first representation's index)."""
+    stores = representation_stores(files, reps)
+    reason = probe_skip_reason(pd.read_csv(stores[reps[0]][1]))
+    if reason:
+        log.warning("source probe skipped: %s", reason)
+        table = skipped_probe_table(reps, reason)
+    else:
+        table = run_source_probe(arch, recipe, stores, seed=seed, device=device, threads=threads, n_boot=n_boot,
+                                 boot_seed=boot_seed, level=level, checkpoint_root=checkpoint_root)
+    table.insert(0, "arch", arch)
+    write_csv_atomic(table, out_csv)
+    log.info("source probe:\n%s", table.to_string())
+    return table

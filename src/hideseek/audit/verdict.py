@@ -3,8 +3,17 @@ and the source probe, with a plain-language paragraph, and the audit summary pag
 
 from __future__ import annotations
 
+import logging
+import os
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
+
+from ..io import write_csv_atomic, write_text_atomic
+
+log = logging.getLogger(__name__)
+
 
 def chance_level(true) -> float:
     """The majority-class rate of the test set (what always answering one class scores)."""
@@ -21,7 +30,7 @@ def fmt_ci(value, low, high, digits: int = 3) -> str:
 def verdict_row(arch: str, own: pd.DataFrame, chance: float, margin: float, learned_margin: float,
                 attention: dict | None = None, probe: dict | None = None) -> dict:
     """One architecture's verdict from its representation comparison (`own`, the output of
-    :func:`representation_comparison`)."""
+    :func:`hideseek.audit.comparisons.representation_comparison`)."""
     def get(rep):
         hit = own[own["train_rep"] == rep]
         if hit.empty:
@@ -122,3 +131,58 @@ def summary_markdown(verdict: pd.DataFrame, dataset: str, notes=()) -> str:
     for note in notes:
         lines += [f"- {note}"]
     return "\n".join(lines) + "\n"
+
+
+def _optional_path(paths) -> str | os.PathLike | None:
+    """The first of `paths` (a path, a list of paths, or nothing): an optional rule input."""
+    if paths is None or isinstance(paths, (str, os.PathLike)):
+        return paths
+    paths = list(paths)
+    return paths[0] if paths else None
+
+
+def probe_evidence(probe_csv) -> dict:
+    """The source probe's balanced accuracy and its chance on ``data`` over all classes; empty
+    without a probe table (probe disabled) or without that value (probe skipped)."""
+    path = _optional_path(probe_csv)
+    if path is None:
+        return {}
+    table = pd.read_csv(path)
+    hit = table[(table["representation"] == "data") & (table["true_class"] == "all")]
+    if "balanced_accuracy" not in table.columns or not len(hit) or pd.isna(hit.iloc[0]["balanced_accuracy"]):
+        return {}
+    return dict(balanced_accuracy=float(hit.iloc[0]["balanced_accuracy"]),
+                balanced_chance=float(hit.iloc[0]["balanced_chance"]))
+
+
+def attention_evidence(attention: pd.DataFrame) -> dict:
+    """The lung-mask attention ratio (with CI) and energy share of the ``data`` model over all
+    classes, from a lung attention table; empty if it has no such row."""
+    hit = attention[(attention["representation"] == "data") & (attention["true_class"] == "all")]
+    if not len(hit):
+        return {}
+    r = hit.iloc[0]
+    return dict(ratio=r["mask_ratio"], ci_low=r["mask_ratio_ci_low"], ci_high=r["mask_ratio_ci_high"],
+                share=r["mask_energy_share"])
+
+
+def build_verdict(index_csv, comparison_csvs: Sequence, attention_csvs: Sequence, probe_csv, archs: Sequence,
+                  margin: float, learned_margin: float) -> pd.DataFrame:
+    """The verdict frame (:data:`VERDICT_COLUMNS`, one row per architecture of `archs`, whose
+    comparison and lung attention tables come in the same order). Chance is the majority-class
+    rate of the test images in `index_csv`; `probe_csv` may be absent (None or empty)."""
+    index = pd.read_csv(index_csv)
+    chance = chance_level(index.loc[index["partition"] == "test", "label"])
+    probe = probe_evidence(probe_csv)
+    rows = [verdict_row(arch, pd.read_csv(comparison), chance, margin, learned_margin,
+                        attention_evidence(pd.read_csv(attention)), probe)
+            for arch, comparison, attention in zip(archs, comparison_csvs, attention_csvs)]
+    return pd.DataFrame(rows)[VERDICT_COLUMNS]
+
+
+def write_verdict(verdict: pd.DataFrame, out_csv, out_md, dataset: str, notes=()) -> None:
+    """verdict.csv and the audit summary page."""
+    write_csv_atomic(verdict, out_csv)
+    write_text_atomic(out_md, summary_markdown(verdict, dataset, notes))
+    log.info("verdict:\n%s", verdict[["arch", "acc_data", "acc_lungs_boxed_out", "chance", "learned",
+                                      "non_lung_signal"]].to_string())

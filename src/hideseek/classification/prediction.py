@@ -83,3 +83,16 @@ def evaluate_classifier(model_path, stores: dict, train_rep: str, seed: int, *, 
             "p_normal": probs[:, 0], "p_pneumonia": probs[:, 1], "p_covid": probs[:, 2],
         }))
     return pd.concat(frames, ignore_index=True)[PREDICTION_COLUMNS]
+
+
+def write_predictions(model_path, stores: dict, train_rep: str, seed: int, out_csv, *, device: str = "auto",
+                      threads: int = 1) -> pd.DataFrame:
+    """The evaluate_classifier job: :func:`evaluate_classifier` written to `out_csv`."""
+    from ..io import write_csv_atomic
+
+    predictions = evaluate_classifier(model_path, stores, train_rep, seed, device=device, threads=threads)
+    write_csv_atomic(predictions, out_csv)
+    own = predictions[predictions["test_rep"] == train_rep]
+    log.info("%s trained on %s: accuracy %.3f on its own test split (%d images)", predictions["arch"].iloc[0],
+             train_rep, (own["true"] == own["predicted"]).mean(), len(own))
+    return predictions

@@ -5,13 +5,18 @@ columns = predicted, in table order): accuracy, per-class sensitivity (recall) a
 PPV (precision). MONAI's ``ConfusionMatrixMetric`` is multi-label (one-vs-rest per channel)
 and is not used.
 
-Every cell carries a percentile bootstrap CI from :mod:`hideseek.audit`'s resampling
+Every cell carries a percentile bootstrap CI from :mod:`hideseek.stats`'s resampling
 (patients with replacement within each class, the same resamples for every representation
 and seed). With several seeds a cell is the mean over seeds, with the SD over seeds beside
 it, and its CI is the CI of that mean. Each representation's accuracy is compared with the
-``data`` row on the same test images (:func:`hideseek.audit.representation_comparison`:
-paired bootstrap difference, exact McNemar on the first seed, Holm-adjusted), so a table and
-``comparison_{arch}.csv`` always agree.
+``data`` row on the same test images
+(:func:`hideseek.audit.comparisons.representation_comparison`: paired bootstrap difference,
+exact McNemar on the first seed, Holm-adjusted), so a table and ``comparison_{arch}.csv``
+always agree.
+
+The CSV's columns are snake_case (``accuracy``, ``sens_covid_19``, ``accuracy_ci_low``,
+``accuracy_sd_over_seeds``, ``mcnemar_p_vs_data_holm``, ...); the paper's labels
+(``Sens COVID-19``) appear only in the Markdown.
 
 The Markdown sets the paper's values (Sadre et al. 2021, COVIDx5 test set) beside ours; the
 paper selected every model's epoch on its test set, ours on a validation split.
@@ -25,8 +30,19 @@ import pandas as pd
 from ..io import write_csv_atomic, write_text_atomic
 from ..stats import bootstrap_weights, percentile_ci
 from ..vocabulary import CLASSES, REPRESENTATIONS, TABLE_NUMBERS
-METRICS = ("Accuracy", "Sens normal", "Sens pneumonia", "Sens COVID-19",
-           "PPV normal", "PPV pneumonia", "PPV COVID-19")
+
+# The seven metrics in table order: CSV column -> the paper's label (Markdown only).
+METRIC_LABELS = {
+    "accuracy": "Accuracy",
+    "sens_normal": "Sens normal", "sens_pneumonia": "Sens pneumonia", "sens_covid_19": "Sens COVID-19",
+    "ppv_normal": "PPV normal", "ppv_pneumonia": "PPV pneumonia", "ppv_covid_19": "PPV COVID-19",
+}
+METRICS = tuple(METRIC_LABELS)
+# CSV column <- representation_comparison column, for the accuracy comparison with `data`.
+COMPARISON_COLUMNS = {
+    "accuracy_diff_vs_data": "diff_vs_data", "diff_ci_low": "diff_ci_low", "diff_ci_high": "diff_ci_high",
+    "mcnemar_p_vs_data": "mcnemar_p", "mcnemar_p_vs_data_holm": "mcnemar_p_holm",
+}
 ARCH_TITLES = {
     "covidnet_cxr3a": "COVID-Net CXR3-A (PEPX re-implementation)",
     "covidnet_cxr4a": "COVID-Net CXR4-A (PEPX re-implementation)",
@@ -146,16 +162,14 @@ def table_rows(predictions: pd.DataFrame, representations=REPRESENTATIONS, n_boo
         row = {"representation": rep, "n_seeds": len(seeds), "n_test": len(ids),
                "n_patients": per_seed[0]["patient_id"].nunique()}
         for name, m, s, lo, hi in zip(METRICS, mean, sd, low, high):
-            row.update({name: m, f"{name} SD over seeds": s, f"{name} CI low": lo, f"{name} CI high": hi})
+            row.update({name: m, f"{name}_sd_over_seeds": s, f"{name}_ci_low": lo, f"{name}_ci_high": hi})
         rows.append(row)
     table = pd.DataFrame(rows)
     if table.empty:
         return table
     comparison = representation_comparison(predictions, list(table["representation"]), n_boot=n_boot,
                                             seed=boot_seed, level=level).set_index("train_rep")
-    for ours, theirs in (("Accuracy diff vs data", "diff_vs_data"), ("diff CI low", "diff_ci_low"),
-                         ("diff CI high", "diff_ci_high"), ("McNemar p vs data", "mcnemar_p"),
-                         ("McNemar p vs data (Holm)", "mcnemar_p_holm")):
+    for ours, theirs in COMPARISON_COLUMNS.items():
         table[ours] = comparison.loc[table["representation"], theirs].to_numpy()
     return table
 
@@ -205,10 +219,11 @@ def render_markdown(arch: str, table: pd.DataFrame, dataset: str, run_note: str 
     n_seeds = int(table["n_seeds"].max())
 
     def ci_cell(row, metric):
-        return cell(row[metric], row[f"{metric} CI low"], row[f"{metric} CI high"], row[f"{metric} SD over seeds"])
+        return cell(row[metric], row[f"{metric}_ci_low"], row[f"{metric}_ci_high"], row[f"{metric}_sd_over_seeds"])
 
     ours = _bold_best(table, METRICS, digits=2, text=ci_cell)[["representation", *METRICS]]
-    ours["p vs data (Holm)"] = [_fmt(v) for v in table["McNemar p vs data (Holm)"]]
+    ours = ours.rename(columns=METRIC_LABELS)
+    ours["p vs data (Holm)"] = [_fmt(v) for v in table["mcnemar_p_vs_data_holm"]]
     lines += [ours.to_markdown(index=False), ""]
     first = table.iloc[0]
     pct = f"{level:.0%}"
@@ -234,7 +249,7 @@ def render_markdown(arch: str, table: pd.DataFrame, dataset: str, run_note: str 
             mask = side["run"] == run
             formatted.loc[mask, list(METRICS)] = _bold_best(side[mask], METRICS)[list(METRICS)].to_numpy()
         lines += ["", f"## Beside the paper (Sadre et al. 2021, Table {number})", "",
-                  formatted.to_markdown(index=False), "",
+                  formatted.rename(columns=METRIC_LABELS).to_markdown(index=False), "",
                   "† The paper's values: COVIDx5 test set (100 images per class), each model's epoch "
                   "**selected on the test set** (the seed code's model selection), one run, no CIs. Bold: best "
                   "per column within each run. Ours differ in data"

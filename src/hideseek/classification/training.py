@@ -1,21 +1,15 @@
-"""Classifier training and prediction: the paper's recipes on the preprocessed image store.
+"""Training one classifier: one architecture × representation × seed on in-memory splits.
 
-One entry point per stage: :func:`train_classifier` (one architecture × representation ×
-seed, model selection on the validation partition, resumable per-epoch checkpoints) and
-:func:`predict_store` (softmax probabilities on a partition of a store).
+:func:`train_classifier` assembles the parts: a fresh or resumed :class:`_Run` (model,
+optimizer, random streams, history, best epoch), then per epoch :func:`train_one_epoch`,
+:func:`validate` (precise-BN recalibration, validation logits, metrics) and model selection on
+validation balanced accuracy, with a :func:`checkpoint_payload` written in the background
+(:mod:`hideseek.checkpoints`). :func:`write_training_outputs` writes the selected model, the
+history and the run's info.
 
-Data path: the representation store is read once per job; every image is cropped and resized
-the way the seed code does it (top 8 % cut off, centre square, resize to the input size) into
-one in-memory ``uint8`` tensor ``N × S × S``. Batches are indexed from that tensor on the
-training device, converted to float in [0, 1], augmented with per-image parameters
-(:mod:`hideseek.augment`) and repeated to 3 channels. No image is decoded during training.
-
-Recipes: a recipe is a flat dict (see ``config/README.md``): optimizer settings, epochs, batch
-size, class weights, sampler (``balanced``: a class-balanced sampler with replacement, as the
-seed's torchvision training; ``covidnet``: COVID-Net's batch re-balancing, a pass over the
-non-COVID images with ``max(int(covid_percent × batch), 1)`` of every batch replaced by
-COVID-19 images; ``shuffle``: plain shuffling), augmentation, input size and performance
-switches (``precision``, ``channels_last``).
+The images of both splits stay one ``uint8`` tensor each on the training device; batches are
+indexed from it, augmented (:mod:`.augment`) and converted to the model's input
+(:mod:`.performance`), so no image is decoded during training.
 
 Determinism: :func:`hideseek.seeding.seed_everything` is called first; the sampler and the
 augmentation draw from their own ``torch.Generator`` s, whose states (with those of torch,
@@ -33,9 +27,9 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -44,7 +38,7 @@ from .. import checkpoints
 from ..devices import resolve_device
 from ..io import atomic_path, write_csv_atomic, write_text_atomic
 from ..seeding import seed_everything
-from ..vocabulary import CLASSES
+from ..vocabulary import CLASS_KEYS, CLASSES
 from .augment import AugmentConfig, augment_batch
 from .inputs import Split, split_fingerprint
 from .performance import autocast, make_optimizer, performance_settings, to_model_input
@@ -55,45 +49,43 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "last.pt"
 
+HISTORY_COLUMNS = [
+    "epoch", "train_loss", "val_loss", "val_accuracy", "val_balanced_accuracy",
+    "val_sens_normal", "val_sens_pneumonia", "val_sens_covid_19", "train_images", "train_seconds",
+    "train_images_per_s", "val_seconds", "checkpoint_seconds", "selected",
+]
+_ROW_COLUMNS = HISTORY_COLUMNS[:-1]  # one epoch's row; "selected" is known only at the end
 
 
+@dataclass
+class TrainResult:
+    history: pd.DataFrame
+    best_epoch: int
+    best_state: dict
+    info: dict
 
 
+@dataclass
+class _Run:
+    """What a training carries from epoch to epoch, and through a checkpoint."""
+
+    model: Any
+    optimizer: Any
+    generators: dict  # "sampler", "augment": torch.Generators of their own
+    history: list[dict] = field(default_factory=list)
+    best_epoch: int = 0
+    best_state: dict | None = None
+    best_key: tuple | None = None
 
 
+@dataclass
+class _OnDevice:
+    """The images and labels a training reads, moved to its device once."""
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-# --------------------------------------------------------------------------------------------
-# Forward passes
-# --------------------------------------------------------------------------------------------
-
-
-
-
+    train_images: Any
+    train_labels: Any
+    recalibration_order: Any  # a fixed, class-mixed order of training images for BN recalibration
+    val_images: Any
 
 
 def recalibrate_batchnorm(model, images_u8, perf: dict, batch_size: int, n_images: int) -> int:
@@ -145,41 +137,135 @@ def class_metrics(true: np.ndarray, pred: np.ndarray) -> dict:
     return out
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-# --------------------------------------------------------------------------------------------
-# Training
-# --------------------------------------------------------------------------------------------
-HISTORY_COLUMNS = [
-    "epoch", "train_loss", "val_loss", "val_accuracy", "val_balanced_accuracy",
-    "val_sens_normal", "val_sens_pneumonia", "val_sens_COVID-19", "train_images", "train_seconds",
-    "train_images_per_s", "val_seconds", "checkpoint_seconds", "selected",
-]
-
-
-@dataclass
-class TrainResult:
-    history: pd.DataFrame
-    best_epoch: int
-    best_state: dict
-    info: dict
-
-
 def _selection_key(row: dict) -> tuple:
     """Higher is better: val balanced accuracy (the mean of the per-class sensitivities, i.e.
     what accuracy is on a class-balanced test set like COVIDx5's), then lower val loss."""
     score = row["val_balanced_accuracy"]
     return (-math.inf if math.isnan(score) else score, -row["val_loss"])
+
+
+def _fingerprint(arch: str, seed: int, recipe: dict, pretrained_weights, train: Split, val: Split) -> str:
+    """What a checkpoint must match to be resumed: architecture, seed, recipe, weights, data."""
+    return hashlib.sha1(json.dumps(
+        dict(arch=arch, seed=seed, recipe=recipe, pretrained=str(pretrained_weights) if recipe["pretrained"] else None,
+             train=split_fingerprint(train), val=split_fingerprint(val)), sort_keys=True).encode()).hexdigest()
+
+
+def _new_run(arch: str, recipe: dict, seed: int, dev, pretrained_weights, build: Callable | None) -> tuple[_Run, dict]:
+    """A fresh run on `dev` and the performance settings it trains with."""
+    import torch
+
+    if build is None:
+        from .models import build_model as build
+    perf = performance_settings(recipe, dev)
+    model = build(arch, num_classes=len(CLASSES), width=recipe["width"],
+                  pretrained_weights=pretrained_weights if recipe["pretrained"] else None)
+    model = model.to(dev, memory_format=torch.channels_last if perf["channels_last"] else torch.preserve_format)
+    optimizer, fused = make_optimizer(model, recipe, dev)
+    perf["fused_adam"] = fused
+    perf["threads"] = torch.get_num_threads() if dev.type == "cpu" else None
+    generators = dict(sampler=torch.Generator().manual_seed(seed),
+                      augment=torch.Generator().manual_seed(seed + 1_000_003))
+    return _Run(model, optimizer, generators), perf
+
+
+def resume(run: _Run, checkpoint_path: Path, fingerprint: str) -> int:
+    """Put `run` where the checkpoint at `checkpoint_path` left it, if that is one of this run;
+    returns the epoch to train next (1 without one)."""
+    checkpoint = checkpoints.load(checkpoint_path, fingerprint)
+    if checkpoint is None:
+        return 1
+    run.model.load_state_dict(checkpoint["model"])
+    run.optimizer.load_state_dict(checkpoint["optimizer"])
+    run.history = list(checkpoint["history"])
+    run.best_epoch = checkpoint["best"]["epoch"]
+    run.best_state = checkpoint["best"]["state_dict"]
+    run.best_key = _selection_key(run.history[run.best_epoch - 1])
+    checkpoints.set_rng_state(checkpoint["rng"], run.generators)
+    log.info("resuming %s from %s after epoch %d", checkpoint["arch"], checkpoint_path, checkpoint["epoch"])
+    return checkpoint["epoch"] + 1
+
+
+def _on_device(train: Split, val: Split, seed: int, dev) -> _OnDevice:
+    """The splits' images and the training labels on `dev`, with the recalibration order."""
+    import torch
+
+    return _OnDevice(train_images=train.images.to(dev), train_labels=train.labels.to(dev),
+                     recalibration_order=torch.from_numpy(
+                         np.random.default_rng(seed).permutation(len(train)).astype(np.int64)).to(dev),
+                     val_images=val.images.to(dev))
+
+
+def train_one_epoch(run: _Run, sampler, data: _OnDevice, recipe: dict, perf: dict, augment_cfg: AugmentConfig,
+                    class_weights, desc: str, progress: bool) -> dict:
+    """One pass of `sampler` over the training images; the history's train_* fields."""
+    import torch.nn.functional as F
+    from tqdm import tqdm
+
+    run.model.train()
+    batches = sampler.epoch()
+    started = time.perf_counter()
+    loss_sum, seen = 0.0, 0
+    bar = tqdm(batches, desc=desc, unit="batch", disable=not progress, file=sys.stderr, mininterval=2.0, leave=False)
+    for batch_index in bar:
+        batch_index = batch_index.to(data.train_images.device)
+        x = to_model_input(data.train_images[batch_index], perf,
+                           lambda t: augment_batch(t, augment_cfg, run.generators["augment"]))
+        y = data.train_labels[batch_index]
+        with autocast(perf):
+            logits = run.model(x)
+        loss = F.cross_entropy(logits.float(), y, weight=class_weights)
+        run.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        run.optimizer.step()
+        loss_sum = loss_sum + loss.detach() * len(y)  # stays on the device: no sync per step
+        seen += len(y)
+    bar.close()
+    loss_sum = float(loss_sum)
+    seconds = time.perf_counter() - started
+    return dict(train_loss=loss_sum / max(seen, 1), train_images=seen, train_seconds=seconds,
+                train_images_per_s=seen / seconds if seconds > 0 else float("nan"))
+
+
+def validate(model, data: _OnDevice, val: Split, recipe: dict, perf: dict) -> dict:
+    """Recalibrate BatchNorm, then score `val`; the history's val_* fields (val_seconds
+    includes the recalibration)."""
+    import torch.nn.functional as F
+
+    started = time.perf_counter()
+    n_images = recipe["bn_recalibration_images"]
+    recalibrate_batchnorm(model, data.train_images[data.recalibration_order[:n_images]], perf, recipe["batch_size"],
+                          n_images)
+    logits = predict_logits(model, data.val_images, perf, recipe["eval_batch_size"])
+    val_loss = float(F.cross_entropy(logits, val.labels)) if len(val) else float("nan")
+    metrics = class_metrics(val.labels.numpy(), logits.argmax(1).numpy())
+    return dict(val_loss=val_loss, val_accuracy=metrics["accuracy"], val_balanced_accuracy=metrics["balanced_accuracy"],
+                **{f"val_sens_{CLASS_KEYS[c]}": metrics[f"sens_{c}"] for c in CLASSES}, val_seconds=time.perf_counter() - started)
+
+
+def _record(run: _Run, row: dict) -> None:
+    """Append the epoch's `row` to the history; keep the model if it is the best so far."""
+    run.history.append(row)
+    key = _selection_key(row)
+    if run.best_key is None or key > run.best_key:
+        run.best_epoch, run.best_key = row["epoch"], key
+        run.best_state = {k: v.detach().to("cpu", copy=True) for k, v in run.model.state_dict().items()}
+    log.info("epoch %d: train loss %.4f, val loss %.4f, val acc %.3f, val balanced acc %.3f, %.1f img/s%s",
+             row["epoch"], row["train_loss"], row["val_loss"], row["val_accuracy"], row["val_balanced_accuracy"],
+             row["train_images_per_s"], " (best so far)" if run.best_epoch == row["epoch"] else "")
+
+
+def checkpoint_payload(run: _Run, epoch: int, fingerprint: str, arch: str, seed: int, recipe: dict,
+                       perf: dict) -> dict:
+    """Everything :func:`resume` needs, as detached CPU copies (written while training goes on)."""
+    model_state = checkpoints.snapshot(run.model.state_dict())
+    return dict(
+        fingerprint=fingerprint, arch=arch, seed=seed, epoch=epoch,
+        config=recipe, model=model_state, optimizer=checkpoints.snapshot(run.optimizer.state_dict()),
+        # Same tensors as `model` when this epoch is the best: torch.save stores them once.
+        best=dict(epoch=run.best_epoch, state_dict=model_state if run.best_epoch == epoch else run.best_state),
+        history=[dict(r) for r in run.history], rng=checkpoints.rng_state(run.generators), run_info=dict(perf),
+    )
 
 
 def train_classifier(
@@ -202,138 +288,60 @@ def train_classifier(
     `checkpoint_dir` if it holds a checkpoint of the same run.
 
     `build(arch, num_classes=, width=, pretrained_weights=)` makes the model (default:
-    :func:`hideseek.models.build_model`). `stop_after_epoch` ends the call right after that
-    epoch's checkpoint, as a kill would (for tests).
+    :func:`hideseek.classification.models.build_model`). `stop_after_epoch` ends the call right
+    after that epoch's checkpoint, as a kill would (for tests).
     """
     import torch
-    import torch.nn.functional as F
-    from tqdm import tqdm
 
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS (CUDA)
     seed_everything(seed)
     dev = resolve_device(device, "classification.device")
     if dev.type == "cpu":
         torch.set_num_threads(max(1, int(threads)))
-    if build is None:
-        from .models import build_model as build
-    perf = performance_settings(recipe, dev)
-    model = build(arch, num_classes=len(CLASSES), width=recipe["width"],
-                  pretrained_weights=pretrained_weights if recipe["pretrained"] else None)
-    model = model.to(dev, memory_format=torch.channels_last if perf["channels_last"] else torch.preserve_format)
-    optimizer, fused = make_optimizer(model, recipe, dev)
-    perf["fused_adam"] = fused
-    perf["threads"] = torch.get_num_threads() if dev.type == "cpu" else None
-
-    sampler_gen = torch.Generator().manual_seed(seed)
-    augment_gen = torch.Generator().manual_seed(seed + 1_000_003)
-    sampler = make_sampler(recipe, train.labels, sampler_gen)
+    run, perf = _new_run(arch, recipe, seed, dev, pretrained_weights, build)
+    sampler = make_sampler(recipe, train.labels, run.generators["sampler"])
     augment_cfg = AugmentConfig.from_config(recipe["augment"])
     class_weights = torch.tensor(recipe["class_weights"], dtype=torch.float32, device=dev)
 
-    fingerprint = hashlib.sha1(json.dumps(
-        dict(arch=arch, seed=seed, recipe=recipe, pretrained=str(pretrained_weights) if recipe["pretrained"] else None,
-             train=split_fingerprint(train), val=split_fingerprint(val)), sort_keys=True).encode()).hexdigest()
-    checkpoint_dir = Path(checkpoint_dir)
-    checkpoint_path = checkpoint_dir / CHECKPOINT_NAME
+    fingerprint = _fingerprint(arch, seed, recipe, pretrained_weights, train, val)
+    checkpoint_path = Path(checkpoint_dir) / CHECKPOINT_NAME
+    start_epoch = resume(run, checkpoint_path, fingerprint)
 
-    history: list[dict] = []
-    best_epoch, best_state, best_key = 0, None, None
-    start_epoch = 1
-    checkpoint = checkpoints.load(checkpoint_path, fingerprint)
-    if checkpoint is not None:
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        history = list(checkpoint["history"])
-        best_epoch = checkpoint["best"]["epoch"]
-        best_state = checkpoint["best"]["state_dict"]
-        best_key = _selection_key(history[best_epoch - 1])
-        checkpoints.set_rng_state(checkpoint["rng"], dict(sampler=sampler_gen, augment=augment_gen))
-        start_epoch = checkpoint["epoch"] + 1
-        log.info("resuming %s from %s after epoch %d", arch, checkpoint_path, checkpoint["epoch"])
-    del checkpoint
-
-    train_images = train.images.to(dev)
-    train_labels = train.labels.to(dev)
-    # A fixed, class-mixed order of training images for BatchNorm recalibration.
-    recalibration_order = torch.from_numpy(
-        np.random.default_rng(seed).permutation(len(train)).astype(np.int64)).to(dev)
-    val_images = val.images.to(dev)
-    val_true = val.labels.numpy()
+    data = _on_device(train, val, seed, dev)
     log.info("%s: %d train / %d val images at %d px; %s", arch, len(train), len(val), recipe["input_size"], perf)
-
     writer = checkpoints.CheckpointWriter()
     for epoch in range(start_epoch, recipe["epochs"] + 1):
-        model.train()
-        batches = sampler.epoch()
-        started = time.perf_counter()
-        loss_sum, seen = 0.0, 0
-        bar = tqdm(batches, desc=f"{arch} epoch {epoch}/{recipe['epochs']}", unit="batch", disable=not progress,
-                   file=sys.stderr, mininterval=2.0, leave=False)
-        for batch_index in bar:
-            batch_index = batch_index.to(dev)
-            x = to_model_input(train_images[batch_index], perf,
-                               lambda t: augment_batch(t, augment_cfg, augment_gen))
-            y = train_labels[batch_index]
-            with autocast(perf):
-                logits = model(x)
-            loss = F.cross_entropy(logits.float(), y, weight=class_weights)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum = loss_sum + loss.detach() * len(y)  # stays on the device: no sync per step
-            seen += len(y)
-        bar.close()
-        loss_sum = float(loss_sum)
-        train_seconds = time.perf_counter() - started
-
-        started = time.perf_counter()
-        recalibrate_batchnorm(model, train_images[recalibration_order[:recipe["bn_recalibration_images"]]], perf, recipe["batch_size"],
-                              recipe["bn_recalibration_images"])
-        logits = predict_logits(model, val_images, perf, recipe["eval_batch_size"])
-        val_loss = float(F.cross_entropy(logits, val.labels)) if len(val) else float("nan")
-        metrics = class_metrics(val_true, logits.argmax(1).numpy())
-        val_seconds = time.perf_counter() - started
-        row = dict(epoch=epoch, train_loss=loss_sum / max(seen, 1), val_loss=val_loss,
-                   val_accuracy=metrics["accuracy"], val_balanced_accuracy=metrics["balanced_accuracy"],
-                   **{f"val_sens_{c}": metrics[f"sens_{c}"] for c in CLASSES},
-                   train_images=seen, train_seconds=train_seconds,
-                   train_images_per_s=seen / train_seconds if train_seconds > 0 else float("nan"),
-                   val_seconds=val_seconds, checkpoint_seconds=0.0)  # val_seconds includes BN recalibration
-        history.append(row)
-        key = _selection_key(row)
-        if best_key is None or key > best_key:
-            best_epoch, best_key = epoch, key
-            best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-        log.info("epoch %d: train loss %.4f, val loss %.4f, val acc %.3f, val balanced acc %.3f, %.1f img/s%s",
-                 epoch, row["train_loss"], val_loss, row["val_accuracy"], row["val_balanced_accuracy"],
-                 row["train_images_per_s"], " (best so far)" if best_epoch == epoch else "")
-
+        fields = dict(epoch=epoch, **train_one_epoch(run, sampler, data, recipe, perf, augment_cfg, class_weights,
+                                                     f"{arch} epoch {epoch}/{recipe['epochs']}", progress),
+                      **validate(run.model, data, val, recipe, perf), checkpoint_seconds=0.0)
+        row = {column: fields[column] for column in _ROW_COLUMNS}
+        _record(run, row)
         # The checkpoint after the last epoch is skipped: the outputs are written right away,
         # and a kill before they are complete just repeats the last epoch.
         last = epoch == recipe["epochs"]
         if not last and checkpoint_every > 0 and (epoch % checkpoint_every == 0 or epoch == stop_after_epoch):
             started = time.perf_counter()  # time the training loop waits: snapshot + previous write
-            model_state = checkpoints.snapshot(model.state_dict())
-            writer.save(checkpoint_path, dict(
-                fingerprint=fingerprint, arch=arch, seed=seed, epoch=epoch,
-                config=recipe, model=model_state, optimizer=checkpoints.snapshot(optimizer.state_dict()),
-                # Same tensors as `model` when this epoch is the best: torch.save stores them once.
-                best=dict(epoch=best_epoch, state_dict=model_state if best_epoch == epoch else best_state),
-                history=[dict(r) for r in history], rng=checkpoints.rng_state(dict(sampler=sampler_gen, augment=augment_gen)), run_info=dict(perf),
-            ))
+            writer.save(checkpoint_path, checkpoint_payload(run, epoch, fingerprint, arch, seed, recipe, perf))
             row["checkpoint_seconds"] = time.perf_counter() - started
         if stop_after_epoch is not None and epoch == stop_after_epoch and not last:
             writer.wait()
             raise KeyboardInterrupt(f"stopped after epoch {epoch} (stop_after_epoch)")
     writer.wait()
+    return _result(run, arch, seed, recipe, len(train), len(val), pretrained_weights, perf)
 
-    frame = pd.DataFrame(history, columns=[c for c in HISTORY_COLUMNS if c != "selected"])
-    frame["selected"] = frame["epoch"] == best_epoch
-    info = dict(arch=arch, seed=seed, best_epoch=best_epoch, epochs=recipe["epochs"], n_train=len(train),
-                n_val=len(val), recipe=recipe, pretrained_weights=str(pretrained_weights) if recipe["pretrained"] else None,
+
+def _result(run: _Run, arch: str, seed: int, recipe: dict, n_train: int, n_val: int, pretrained_weights,
+            perf: dict) -> TrainResult:
+    """The history table (with the selected epoch marked), the selected weights, the run's info."""
+    import torch
+
+    frame = pd.DataFrame(run.history, columns=_ROW_COLUMNS)
+    frame["selected"] = frame["epoch"] == run.best_epoch
+    info = dict(arch=arch, seed=seed, best_epoch=run.best_epoch, epochs=recipe["epochs"], n_train=n_train, n_val=n_val,
+                recipe=recipe, pretrained_weights=str(pretrained_weights) if recipe["pretrained"] else None,
                 selection="validation balanced accuracy (mean per-class sensitivity), ties: lower val loss",
                 torch_version=torch.__version__, **perf)
-    return TrainResult(history=frame, best_epoch=best_epoch, best_state=best_state, info=info)
+    return TrainResult(history=frame, best_epoch=run.best_epoch, best_state=run.best_state, info=info)
 
 
 def write_training_outputs(result: TrainResult, model_path, history_path, info_path, extra: dict | None = None) -> None:
@@ -353,10 +361,19 @@ def remove_checkpoints(checkpoint_dir) -> None:
     shutil.rmtree(checkpoint_dir, ignore_errors=True)
 
 
-# --------------------------------------------------------------------------------------------
-# Evaluation: predictions of one trained model on the test partition of every representation
-# --------------------------------------------------------------------------------------------
+def run_training_job(arch: str, rep: str, seed: int, recipe: dict, pixels, index, out: dict, *, checkpoint_dir,
+                     pretrained_weights=None, device: str = "auto", threads: int = 1, checkpoint_every: int = 1,
+                     keep_checkpoints: bool = False) -> TrainResult:
+    """The train_classifier job: load the train and val partitions of representation `rep`'s
+    store, train, write ``out`` (model, history, info) and drop the checkpoints unless kept."""
+    from .inputs import load_split
 
-
-
-
+    train = load_split(pixels, index, "train", recipe["input_size"], per_class=recipe["train_images_per_class"])
+    val = load_split(pixels, index, "val", recipe["input_size"])
+    result = train_classifier(arch, recipe, train, val, seed, checkpoint_dir, device=device, threads=threads,
+                              pretrained_weights=pretrained_weights, checkpoint_every=checkpoint_every)
+    write_training_outputs(result, out["model"], out["history"], out["info"], extra=dict(representation=rep))
+    if not keep_checkpoints:
+        remove_checkpoints(checkpoint_dir)
+    log.info("selected epoch %d of %d", result.best_epoch, recipe["epochs"])
+    return result

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ..io import write_csv_atomic, write_text_atomic
-from ..vocabulary import CLASSES, PARTITIONS
+from ..vocabulary import CLASS_KEYS, CLASSES, PARTITIONS
 
 
 def class_counts(index: pd.DataFrame) -> pd.DataFrame:
@@ -17,7 +17,7 @@ def class_counts(index: pd.DataFrame) -> pd.DataFrame:
             sub = part if source == "all" else part[part["source"] == source]
             counts = sub["label"].value_counts()
             rows.append(
-                dict(partition=partition, source=source, **{c: int(counts.get(c, 0)) for c in CLASSES},
+                dict(partition=partition, source=source, **{CLASS_KEYS[c]: int(counts.get(c, 0)) for c in CLASSES},
                      total=len(sub), patients=sub["patient_id"].nunique())
             )
     return pd.DataFrame(rows)
@@ -61,6 +61,9 @@ def write_table1(index: pd.DataFrame, out_csv, out_md, out_shortcut_csv, dataset
     per_source = counts[(counts["partition"] == "all") & (counts["source"] != "all")].drop(columns="partition")
     per_source_test = counts[(counts["partition"] == "test") & (counts["source"] != "all")].drop(columns="partition")
     accuracy = shortcut.set_index("metric")["value"]
+    labels = {key: label for label, key in CLASS_KEYS.items()}  # the .md shows the class labels
+    per_partition, per_source, per_source_test = (
+        frame.rename(columns=labels) for frame in (per_partition, per_source, per_source_test))
     text = [
         f"# Table 1 — data ({dataset_name})",
         "",

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage as ndi
 
+from ..devices import resolve_device, set_threads
 from .components import keep_largest_components
 from .geometry import image_to_model, model_to_image, zscore
 from .network import load_model
@@ -90,9 +91,15 @@ class LungSegmenter:
         self.workers = max(0, int(workers))
 
     @classmethod
-    def from_file(cls, path: str | Path, device="cpu", **kwargs) -> "LungSegmenter":
-        model, size, _ = load_model(path, device)
-        return cls(model, size, device=device, **kwargs)
+    def from_file(cls, path: str | Path, inference: dict, device: str = "auto", threads: int = 1):
+        """(segmenter, model file info) for a job: `inference` is the config's
+        ``segmentation.inference``, `device` its ``segmentation.device``."""
+        set_threads(threads)
+        dev = resolve_device(device, "segmentation.device")
+        model, size, info = load_model(path, dev)
+        segmenter = cls(model, size, device=dev, batch_size=inference["batch_size"],
+                        keep_components=inference["keep_components"], fill_holes=inference["fill_holes"])
+        return segmenter, info
 
     def _prepare(self, images: list[np.ndarray]):
         import torch

@@ -223,3 +223,21 @@ def summary_markdown(qc: pd.DataFrame, summary: pd.DataFrame, cfg: dict) -> str:
     lines += ["", "## Flags", ""]
     lines += [f"- {flag}: {count}" for flag, count in flags.items()] or ["None."]
     return "\n".join(lines) + "\n"
+
+
+def write_lung_masks(pixels, index, cfg: dict, out: dict, model_path=None, truth_dir=None, device: str = "auto",
+                     threads: int = 1) -> pd.DataFrame:
+    """The segment_images job: masks for every store image (the phantom's truth when
+    ``segmentation.masks`` is ground_truth, else the U-Net's), written with QC by
+    :func:`segment_store`. On the phantom (`truth_dir`), predicted masks are also scored against
+    the true ones. `out` holds the paths pixels, index, qc, summary, summary_md."""
+    store = ImageStore(pixels, index)
+    if cfg["masks"] == "ground_truth":
+        masks, score_against = ground_truth_masks(store.index, truth_dir), None
+    else:
+        from .inference import LungSegmenter
+
+        segmenter, _ = LungSegmenter.from_file(model_path, cfg["inference"], device, threads)
+        masks, score_against = segmenter.segment(store[i] for i in range(len(store))), truth_dir
+    return segment_store(store, masks, cfg, out["pixels"], out["index"], out["qc"], out["summary"],
+                         out["summary_md"], truth_dir=score_against)

@@ -96,3 +96,15 @@ def index_seg_sets(train: dict, test_sets: dict[str, dict]) -> pd.DataFrame:
     table = check_pairs(pd.concat(frames, ignore_index=True))
     table["set"] = table["set"].str.replace("test_sets.", "", regex=False)
     return table
+
+
+def write_seg_index(train: dict, test_sets: dict[str, dict], out_csv) -> pd.DataFrame:
+    """The index_seg_sets job: :func:`index_seg_sets` written to `out_csv`."""
+    import logging
+
+    from ..io import write_csv_atomic
+
+    table = index_seg_sets(train, test_sets)
+    logging.getLogger(__name__).info("segmentation pairs per set: %s", table.groupby("set").size().to_dict())
+    write_csv_atomic(table, out_csv)
+    return table

@@ -199,3 +199,14 @@ def write_table2(per_image: pd.DataFrame, csv_path, md_path, per_image_path=None
         log.info("Table 2: %s lung %s = %.4f [%.4f, %.4f] (%d images)", row.set, row.metric, row.value, row.ci_low,
                  row.ci_high, row.n_images)
     return summary
+
+
+def evaluate_unet(sets_csv, model_path, inference: dict, out: dict, dataset: str = "", device: str = "auto",
+                  threads: int = 1) -> pd.DataFrame:
+    """The evaluate_unet job: Table 2 on every test set of `sets_csv` (seg_sets.csv). `out` holds
+    the paths csv, md, per_image."""
+    from .inference import LungSegmenter
+
+    segmenter, info = LungSegmenter.from_file(model_path, inference, device, threads)
+    per_image = evaluate_sets(segmenter, pd.read_csv(sets_csv))
+    return write_table2(per_image, out["csv"], out["md"], out["per_image"], model_info=info, dataset=dataset)

@@ -1,5 +1,10 @@
 """Training the lung U-Net: grouped validation split, augmentation, checkpoints, resume.
 
+:func:`train_unet` assembles the parts: the training/validation split, a fresh or resumed
+:class:`_Run` (model, optimizer, scheduler, history, best epoch), then per epoch
+:func:`train_one_epoch` and :func:`validate`, and a :func:`checkpoint_payload` saved with
+:mod:`hideseek.checkpoints`.
+
 * Model selection uses a validation split carved from the training set, grouped by the pairs'
   ``group`` (Tang et al.'s six images of one mask never straddle it); test sets are never
   looked at (DESIGN §5). Images that also appear in a test set (same file or same bytes) are
@@ -21,7 +26,9 @@ import logging
 import math
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -81,6 +88,20 @@ def grouped_split(pairs: pd.DataFrame, val_fraction: float, seed: int) -> tuple[
     return pairs[~is_val].reset_index(drop=True), pairs[is_val].reset_index(drop=True)
 
 
+def _train_val_split(pairs: pd.DataFrame, train_cfg: dict, seed: int, size: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The ``train`` rows of `pairs` minus any test image, split into training and validation."""
+    train_all = pairs[pairs["set"] == "train"].reset_index(drop=True)
+    train_all, dropped = exclude_test_images(train_all, pairs[pairs["set"] != "train"])
+    if len(dropped):
+        log.info("held out of training: %d images that are also in a test set", len(dropped))
+    if train_all.empty:
+        raise InputError("no segmentation training images left (every one is also in a test set?)")
+    train, val = grouped_split(train_all, train_cfg["val_fraction"], seed)
+    log.info("U-Net data: %d training images (%d groups), %d validation images (%d groups), size %d px",
+             len(train), train["group"].nunique(), len(val), val["group"].nunique(), size)
+    return train, val
+
+
 def load_pairs(pairs: pd.DataFrame, size: int, threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Read every pair, pad to square and resize: (N, size, size) uint8 images and 0/1 masks."""
 
@@ -137,6 +158,38 @@ class _PairDataset:
         return torch.as_tensor(item["image"]).float(), torch.as_tensor(item["label"]).round().float()
 
 
+def _loader(dataset, batch_size, shuffle, generator):
+    from torch.utils.data import DataLoader
+
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator, num_workers=0,
+                      drop_last=False)
+
+
+@dataclass
+class _Data:
+    """The preloaded pairs and the random streams that draw from them."""
+
+    train_set: _PairDataset
+    val_loader: Any
+    transform: Any  # the augmentation, None when off; reseeded every epoch
+    generator: Any  # the training loader's shuffling; reseeded every epoch
+
+
+def _load_data(train: pd.DataFrame, val: pd.DataFrame, size: int, train_cfg: dict, threads: int) -> _Data:
+    """Every pair read once into memory, as the training dataset and the validation loader."""
+    import torch
+
+    t0 = time.perf_counter()
+    images, masks = load_pairs(pd.concat([train, val], ignore_index=True), size, threads)
+    log.info("loaded %d pairs in %.1f s", len(images), time.perf_counter() - t0)
+    n_train = len(train)
+    transform = augmentation(size, train_cfg["augment"]) if train_cfg["augment"]["enabled"] else None
+    train_set = _PairDataset(images[:n_train], masks[:n_train], transform)
+    val_set = _PairDataset(images[n_train:], masks[n_train:])
+    generator = torch.Generator()
+    return _Data(train_set, _loader(val_set, train_cfg["batch_size"], False, None), transform, generator)
+
+
 # ----------------------------------------------------------------------------- checkpoints
 
 
@@ -157,14 +210,101 @@ def training_settings(cfg: dict) -> dict:
     return dict(seed=cfg["seed"], image_size=cfg["image_size"], network=cfg["network"], train=cfg["train"])
 
 
-def _loader(dataset, batch_size, shuffle, generator):
-    from torch.utils.data import DataLoader
+@dataclass
+class _Run:
+    """What the training carries from epoch to epoch, and through a checkpoint."""
 
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator, num_workers=0,
-                      drop_last=False)
+    model: Any
+    optimizer: Any
+    scheduler: Any  # None without a learning-rate schedule
+    history: list[dict] = field(default_factory=list)
+    best: dict = field(default_factory=lambda: dict(epoch=0, dice=-1.0, state=None))
 
 
-def _evaluate(model, loader, loss_fn, device) -> tuple[float, float]:
+def resume(run: _Run, checkpoint_path: Path, key: str) -> int:
+    """Put `run` where the checkpoint at `checkpoint_path` left it, if that is one of this run
+    (fingerprint `key`); returns the epoch to train next (1 without one)."""
+    checkpoint = checkpoints.load(checkpoint_path, key)
+    if checkpoint is None:
+        return 1
+    run.model.load_state_dict(checkpoint["model"])
+    run.optimizer.load_state_dict(checkpoint["optimizer"])
+    if run.scheduler is not None and checkpoint.get("scheduler") is not None:
+        run.scheduler.load_state_dict(checkpoint["scheduler"])
+    run.history = list(checkpoint["history"])
+    run.best = dict(epoch=checkpoint["best_epoch"], dice=checkpoint["best_val_dice"], state=checkpoint["best_state"])
+    checkpoints.set_rng_state(checkpoint["rng"])
+    log.info("resuming from %s after epoch %d (best so far: epoch %d, val Dice %.4f)", checkpoint_path,
+             int(checkpoint["epoch"]), run.best["epoch"], run.best["dice"])
+    return int(checkpoint["epoch"]) + 1
+
+
+def checkpoint_payload(run: _Run, epoch: int, key: str, settings: dict) -> dict:
+    """Everything :func:`resume` needs (saved before the next epoch changes the model)."""
+    return dict(
+        fingerprint=key, epoch=epoch, config=settings,
+        model={k: v.detach().cpu() for k, v in run.model.state_dict().items()},
+        optimizer=run.optimizer.state_dict(),
+        scheduler=run.scheduler.state_dict() if run.scheduler is not None else None,
+        best_state=run.best["state"], best_epoch=run.best["epoch"], best_val_dice=run.best["dice"],
+        history=run.history, rng=checkpoints.rng_state())
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def _new_run(cfg: dict, device) -> _Run:
+    """A fresh model on `device`, its optimizer and learning-rate schedule."""
+    import torch
+
+    train_cfg = cfg["train"]
+    model = build_unet(cfg["network"]).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=train_cfg["learning_rate"],
+                                 weight_decay=train_cfg["weight_decay"])
+    scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=int(train_cfg["epochs"]),
+                                                            eta_min=train_cfg["learning_rate"] * 0.01)
+                 if train_cfg["scheduler"] == "cosine" else None)
+    return _Run(model, optimizer, scheduler)
+
+
+def train_one_epoch(run: _Run, data: _Data, loss_fn, train_cfg: dict, seed: int, epoch: int, device,
+                    progress: bool) -> tuple[float, float]:
+    """One shuffled, augmented pass over the training pairs, then a scheduler step.
+
+    Returns (mean training loss, learning rate used). Every random stream of the epoch is
+    reseeded from (seed, epoch) first: a resumed run draws what an uninterrupted one would.
+    """
+    import torch
+    from tqdm import tqdm
+
+    epoch_seed = seed * 100_003 + epoch
+    data.generator.manual_seed(epoch_seed)
+    torch.manual_seed(epoch_seed)
+    np.random.seed(epoch_seed % 2**32)
+    if data.transform is not None:
+        data.transform.set_random_state(seed=epoch_seed % 2**32)
+    run.model.train()
+    running, seen = 0.0, 0
+    loader = _loader(data.train_set, train_cfg["batch_size"], True, data.generator)
+    bar = tqdm(loader, desc=f"U-Net epoch {epoch}/{int(train_cfg['epochs'])}", unit="batch", disable=not progress,
+               leave=False, mininterval=1.0)
+    for image, label in bar:
+        image, label = zscore(image).to(device), label.to(device)
+        run.optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(run.model(image), label)
+        loss.backward()
+        run.optimizer.step()
+        running += loss.item() * len(image)
+        seen += len(image)
+        bar.set_postfix(loss=f"{running / seen:.4f}")
+    bar.close()
+    lr = run.optimizer.param_groups[0]["lr"]
+    if run.scheduler is not None:
+        run.scheduler.step()
+    return running / max(seen, 1), lr
+
+
+def validate(model, loader, loss_fn, device) -> tuple[float, float]:
     """(mean loss, mean lung Dice) at model resolution, no augmentation."""
     import torch
     from monai.metrics import DiceMetric
@@ -185,6 +325,15 @@ def _evaluate(model, loader, loss_fn, device) -> tuple[float, float]:
     return losses / max(count, 1), float(value)
 
 
+def _keep_best(run: _Run, epoch: int, val_dice: float) -> bool:
+    """Keep the model if its validation Dice is the best so far; returns whether it is."""
+    improved = run.best["state"] is None or val_dice > run.best["dice"]
+    if improved:
+        run.best = dict(epoch=epoch, dice=val_dice,
+                        state={k: v.detach().cpu().clone() for k, v in run.model.state_dict().items()})
+    return improved
+
+
 def train_unet(pairs: pd.DataFrame, cfg: dict, model_path: str | Path, history_path: str | Path,
                checkpoint_dir: str | Path, device, threads: int = 1, progress: bool = True,
                epoch_budget: int | None = None) -> pd.DataFrame:
@@ -194,23 +343,12 @@ def train_unet(pairs: pd.DataFrame, cfg: dict, model_path: str | Path, history_p
     a test set. `epoch_budget` stops after that many epochs in this call (as a kill would); a
     later call resumes. Returns the per-epoch history.
     """
-    import torch
     from monai.losses import DiceCELoss
-    from tqdm import tqdm
 
     settings = training_settings(cfg)
     train_cfg, size, seed = cfg["train"], int(cfg["image_size"]), int(cfg["seed"])
     seed_everything(seed)
-
-    train_all = pairs[pairs["set"] == "train"].reset_index(drop=True)
-    train_all, dropped = exclude_test_images(train_all, pairs[pairs["set"] != "train"])
-    if len(dropped):
-        log.info("held out of training: %d images that are also in a test set", len(dropped))
-    if train_all.empty:
-        raise InputError("no segmentation training images left (every one is also in a test set?)")
-    train, val = grouped_split(train_all, train_cfg["val_fraction"], seed)
-    log.info("U-Net data: %d training images (%d groups), %d validation images (%d groups), size %d px",
-             len(train), train["group"].nunique(), len(val), val["group"].nunique(), size)
+    train, val = _train_val_split(pairs, train_cfg, seed, size)
 
     checkpoint_dir = Path(checkpoint_dir)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
@@ -220,95 +358,38 @@ def train_unet(pairs: pd.DataFrame, cfg: dict, model_path: str | Path, history_p
                                                                       n_train=len(train), n_val=len(val)), indent=2))
     write_csv_atomic(pd.concat([train.assign(split="train"), val.assign(split="val")]), checkpoint_dir / "split.csv")
 
-    model = build_unet(cfg["network"]).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=train_cfg["learning_rate"],
-                                 weight_decay=train_cfg["weight_decay"])
-    epochs = int(train_cfg["epochs"])
-    scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs, eta_min=train_cfg["learning_rate"] * 0.01)
-                 if train_cfg["scheduler"] == "cosine" else None)
+    run = _new_run(cfg, device)
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
+    epochs = int(train_cfg["epochs"])
+    start = resume(run, checkpoint_path, key)
+    data = _load_data(train, val, size, train_cfg, threads) if start <= epochs else None
 
-    history: list[dict] = []
-    best = dict(epoch=0, dice=-1.0, state=None)
-    start = 1
-    resumed = checkpoints.load(checkpoint_path, key)
-    if resumed is not None:
-        model.load_state_dict(resumed["model"])
-        optimizer.load_state_dict(resumed["optimizer"])
-        if scheduler is not None and resumed.get("scheduler") is not None:
-            scheduler.load_state_dict(resumed["scheduler"])
-        history = list(resumed["history"])
-        best = dict(epoch=resumed["best_epoch"], dice=resumed["best_val_dice"], state=resumed["best_state"])
-        checkpoints.set_rng_state(resumed["rng"])
-        start = int(resumed["epoch"]) + 1
-        log.info("resuming from %s after epoch %d (best so far: epoch %d, val Dice %.4f)", checkpoint_path,
-                 start - 1, best["epoch"], best["dice"])
-
-    if start <= epochs:
-        t0 = time.perf_counter()
-        images, masks = load_pairs(pd.concat([train, val], ignore_index=True), size, threads)
-        log.info("loaded %d pairs in %.1f s", len(images), time.perf_counter() - t0)
-        n_train = len(train)
-        transform = augmentation(size, train_cfg["augment"]) if train_cfg["augment"]["enabled"] else None
-        train_set = _PairDataset(images[:n_train], masks[:n_train], transform)
-        val_set = _PairDataset(images[n_train:], masks[n_train:])
-        generator = torch.Generator()
-        val_loader = _loader(val_set, train_cfg["batch_size"], False, None)
-
-    done_now = 0
-    for epoch in range(start, epochs + 1):
+    for done_now, epoch in enumerate(range(start, epochs + 1)):
         if epoch_budget is not None and done_now >= epoch_budget:
             log.info("stopping after %d epoch(s) as asked; rerun to resume", done_now)
-            return pd.DataFrame(history, columns=HISTORY_COLUMNS)
+            return pd.DataFrame(run.history, columns=HISTORY_COLUMNS)
         t0 = time.perf_counter()
-        epoch_seed = seed * 100_003 + epoch
-        generator.manual_seed(epoch_seed)
-        torch.manual_seed(epoch_seed)
-        np.random.seed(epoch_seed % 2**32)
-        if transform is not None:
-            transform.set_random_state(seed=epoch_seed % 2**32)
-        model.train()
-        running, seen = 0.0, 0
-        loader = _loader(train_set, train_cfg["batch_size"], True, generator)
-        bar = tqdm(loader, desc=f"U-Net epoch {epoch}/{epochs}", unit="batch", disable=not progress, leave=False,
-                   mininterval=1.0)
-        for image, label in bar:
-            image, label = zscore(image).to(device), label.to(device)
-            optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(model(image), label)
-            loss.backward()
-            optimizer.step()
-            running += loss.item() * len(image)
-            seen += len(image)
-            bar.set_postfix(loss=f"{running / seen:.4f}")
-        bar.close()
-        lr = optimizer.param_groups[0]["lr"]
-        if scheduler is not None:
-            scheduler.step()
-        val_loss, val_dice = _evaluate(model, val_loader, loss_fn, device)
-        improved = best["state"] is None or val_dice > best["dice"]
-        if improved:
-            best = dict(epoch=epoch, dice=val_dice,
-                        state={k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
-        row = dict(epoch=epoch, train_loss=running / max(seen, 1), val_loss=val_loss, val_dice=val_dice, lr=lr,
+        train_loss, lr = train_one_epoch(run, data, loss_fn, train_cfg, seed, epoch, device, progress)
+        val_loss, val_dice = validate(run.model, data.val_loader, loss_fn, device)
+        improved = _keep_best(run, epoch, val_dice)
+        row = dict(epoch=epoch, train_loss=train_loss, val_loss=val_loss, val_dice=val_dice, lr=lr,
                    seconds=time.perf_counter() - t0, best=improved)
-        history.append(row)
+        run.history.append(row)
         log.info("epoch %d/%d: train loss %.4f, val loss %.4f, val lung Dice %.4f%s (%.1f s)", epoch, epochs,
-                 row["train_loss"], val_loss, val_dice, " *" if improved else "", row["seconds"])
-        checkpoints.save(checkpoint_path, dict(
-            fingerprint=key, epoch=epoch, config=settings,
-            model={k: v.detach().cpu() for k, v in model.state_dict().items()},
-            optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict() if scheduler is not None else None,
-            best_state=best["state"], best_epoch=best["epoch"], best_val_dice=best["dice"],
-            history=history, rng=checkpoints.rng_state()))
-        write_csv_atomic(pd.DataFrame(history, columns=HISTORY_COLUMNS), checkpoint_dir / "history.csv")
-        done_now += 1
+                 train_loss, val_loss, val_dice, " *" if improved else "", row["seconds"])
+        checkpoints.save(checkpoint_path, checkpoint_payload(run, epoch, key, settings))
+        write_csv_atomic(pd.DataFrame(run.history, columns=HISTORY_COLUMNS), checkpoint_dir / "history.csv")
+    return _finish(run, cfg, train, val, model_path, history_path)
 
-    frame = pd.DataFrame(history, columns=HISTORY_COLUMNS)
-    meta = dict(best_epoch=int(best["epoch"]), best_val_dice=float(best["dice"]), epochs=epochs,
-                n_train=len(train), n_val=len(val), seed=seed, train_seconds=float(frame["seconds"].sum()))
-    save_model(model_path, best["state"], cfg["network"], size, meta)
+
+def _finish(run: _Run, cfg: dict, train: pd.DataFrame, val: pd.DataFrame, model_path, history_path) -> pd.DataFrame:
+    """Write the selected model and the history; returns the history."""
+    frame = pd.DataFrame(run.history, columns=HISTORY_COLUMNS)
+    meta = dict(best_epoch=int(run.best["epoch"]), best_val_dice=float(run.best["dice"]),
+                epochs=int(cfg["train"]["epochs"]), n_train=len(train), n_val=len(val), seed=int(cfg["seed"]),
+                train_seconds=float(frame["seconds"].sum()))
+    save_model(model_path, run.best["state"], cfg["network"], int(cfg["image_size"]), meta)
     write_csv_atomic(frame, history_path)
-    log.info("selected epoch %d (validation lung Dice %.4f); trained %.0f s in all", best["epoch"], best["dice"],
-             meta["train_seconds"])
+    log.info("selected epoch %d (validation lung Dice %.4f); trained %.0f s in all", run.best["epoch"],
+             run.best["dice"], meta["train_seconds"])
     return frame

@@ -1,0 +1,100 @@
+"""What the workflow runs, decided from the validated config: cross-key checks, which
+architecture probes the source, which weights a model starts from, and the one-line
+descriptions that outputs quote.
+
+Standard library only: the rule files call these at scheduling time, and the scheduler must
+not import numpy, pandas or torch.
+"""
+
+from __future__ import annotations
+
+from .classification.recipes import resolve_recipe
+from .errors import InputError
+from .vocabulary import is_covidnet
+
+# Tang et al.'s augmented segmentation set: six images <tag>0..5.png share <tag>mask.png.
+TANG_PAIRING = dict(image_regex=r"^(?P<tag>.+?)(?P<k>\d)\.png$", mask_name="{tag}mask.png", group="{tag}")
+# Cheapest first, measured per model on the phantom at the default scale: the source probe
+# trains one model per representation, so it uses the cheapest configured architecture.
+PROBE_COST_ORDER = ("alexnet", "covidnet_cxr3a", "covidnet_cxr4a", "resnet50", "vgg11")
+
+
+def check_config(config: dict) -> None:
+    """Rules between keys that the schema cannot express; raise InputError naming the keys."""
+    if config["segmentation"]["masks"] == "ground_truth" and config["classification_data"]["kind"] != "phantom":
+        raise InputError(
+            "segmentation.masks: ground_truth uses the phantom's true lung masks, so it needs "
+            f"classification_data.kind: phantom (this config has kind: {config['classification_data']['kind']}); "
+            "use masks: predicted for your own images")
+
+
+def dataset_description(config: dict) -> str:
+    """The classification data set, in one phrase (tables and the verdict quote it)."""
+    data = config["classification_data"]
+    if data["kind"] == "phantom":
+        ph = config["phantom"]
+        return (f"built-in phantom, seed {ph['seed']}, shortcut {ph['shortcut']}, "
+                f"disease_contrast {ph['disease_contrast']}")
+    return f"COVIDx-format data from {data['train_split']}" + (
+        f" and {data['test_split']}" if data.get("test_split") else "")
+
+
+def segmentation_dataset_description(config: dict) -> str:
+    """The segmentation training and test sets, in one phrase (Table 2 quotes it)."""
+    data = config["segmentation_data"]
+    if data["kind"] == "phantom":
+        return f"built-in phantom segmentation sets (seed {config['phantom']['seed']})"
+    return f"trained on {data['train']['images']}; test sets " + ", ".join(
+        f"{name} ({folder['images']})" for name, folder in data["test_sets"].items())
+
+
+def uses_pretrained(classification: dict, arch: str) -> bool:
+    """ImageNet weights exist for the torchvision models only."""
+    return bool(resolve_recipe(classification, arch)["pretrained"]) and not is_covidnet(arch)
+
+
+def classifier_run_note(classification: dict, arch: str) -> str:
+    """One line for a table: the scale this architecture ran at (the paper's differs)."""
+    r = resolve_recipe(classification, arch)
+    per_class = classification["train_images_per_class"]
+    seeds = ", ".join(str(int(s)) for s in classification["seeds"])
+    return (
+        f"Run: {r['input_size']} px, {r['epochs']} epochs, batch {r['batch_size']}, Adam {r['lr']:g}, "
+        f"{'ImageNet-pretrained' if r['pretrained'] else 'from scratch'}"
+        + (f", width {r['width']:g}" if is_covidnet(arch) else "")
+        + f", {'all' if per_class is None else f'at most {per_class}'} training images per class, "
+        f"seeds {seeds} (recipes: results/classifiers/{arch}/<rep>/seed<seed>/train_info.json).")
+
+
+def probe_arch(config: dict) -> str:
+    """audit.source_probe.arch, else the cheapest configured architecture."""
+    chosen = config["audit"]["source_probe"].get("arch")
+    return chosen or min(config["classification"]["architectures"], key=PROBE_COST_ORDER.index)
+
+
+def probe_recipe(config: dict) -> dict:
+    recipe = dict(resolve_recipe(config["classification"], probe_arch(config)))
+    if config["audit"]["source_probe"].get("epochs"):
+        recipe["epochs"] = config["audit"]["source_probe"]["epochs"]
+    return recipe
+
+
+def probe_representations(config: dict) -> list[str]:
+    grid = config["classification"]["representations"]
+    return [r for r in config["audit"]["source_probe"]["representations"] if r in grid]
+
+
+def runs_source_probe(config: dict) -> bool:
+    return bool(config["audit"]["source_probe"]["enabled"] and probe_representations(config))
+
+
+def verdict_notes(config: dict) -> list[str]:
+    """How the verdict's numbers were made, for the summary page."""
+    audit = config["audit"]
+    return [
+        "CIs: percentile bootstrap, patients resampled within class "
+        f"({audit['n_boot']} resamples, seed {audit['boot_seed']}).",
+        f"Margin for non_lung_signal: {audit['margin']}; for learned: {audit['learned_margin']}.",
+        (f"Source probe ({probe_arch(config)}, representation data): results/tables/source_probe.csv."
+         if runs_source_probe(config) else "Source probe: disabled (audit.source_probe.enabled: false)."),
+    ]
