@@ -5,7 +5,7 @@
     .venv/bin/python scripts/model_counts.py --sizes 128 --width 0.25 --archs covidnet_cxr4a
 
 Models are built on the meta device (no memory, no arithmetic), so this takes seconds.
-MACs count Conv2d and Linear multiply-accumulates for one image (hideseek.models.count_macs).
+MACs count Conv2d and Linear multiply-accumulates for one image (hideseek.classification.models.count_macs).
 """
 
 from __future__ import annotations

@@ -192,7 +192,7 @@ def test_pretrained_weights_errors(tmp_path):
         build_model("densenet121")
 
 
-# The counts stated in README "Models" and the hideseek.models docstring (M params, GMACs).
+# The counts stated in README "Models" and the hideseek.classification.models docstring (M params, GMACs).
 DOCUMENTED = {
     "covidnet_cxr4a": (39.25, {480: 24.91, 224: 5.43}),
     "covidnet_cxr3a": (37.92, {480: 23.35, 224: 5.09}),

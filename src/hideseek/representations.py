@@ -12,7 +12,7 @@ hidden pixels are set to 0 (DESIGN §4):
 where ``box`` is the union of one tight bounding box per lung: the two largest connected
 components (8-connectivity) of the mask, no margin. An empty mask gives an empty box (so
 ``lungs_removed`` and ``lungs_boxed_out`` equal the image); the mask QC decides beforehand
-whether such a mask is kept (see :mod:`hideseek.lungmasks`).
+whether such a mask is kept (see :mod:`hideseek.segmentation.masks`).
 
 No torch here: these run in the light data environment.
 """

@@ -48,23 +48,7 @@ def ingest_classification_data(
     if not image_dir.is_dir():
         raise InputError(f"image folder not found: {image_dir} (classification_data.image_dir)")
 
-    frames, problems = [], []
-    for path, partition in ((train_split, "train"), (test_split, "test")):
-        if path is None:
-            continue
-        frame, found = parse_split_file(path, "pool" if test_split is None else partition)
-        frames.append(frame)
-        problems += found
-    frame = pd.concat(frames, ignore_index=True)
-    frame, conflicts, duplicate_notes = split_duplicates(frame)
-    problems += conflicts
-    if problems:
-        raise InputError(format_problems(
-            problems, "the split files have lines that cannot be used",
-            "Fix these lines; on_missing: drop only covers missing or unreadable images."))
-    if frame.empty:
-        raise InputError(f"no image lines found in {train_split}" + (f" or {test_split}" if test_split else ""))
-
+    frame, duplicate_notes = read_split_files(train_split, test_split)
     frame = attribute_sources(frame, data_cfg["source_rules"])
     frame["image_id"] = frame["filename"]
 
@@ -95,6 +79,28 @@ def ingest_classification_data(
     write_text_atomic(out_report, ingest_report(kept, dropped, duplicate_notes, data_cfg))
     write_csv_atomic(kept, out_index)
     return kept
+
+
+def read_split_files(train_split, test_split) -> tuple[pd.DataFrame, list[Problem]]:
+    """Every usable line of the split files, exact repeats dropped, and the notes on those
+    repeats; raise InputError listing every bad line. Without a test split all lines form
+    one pool that the test split is carved from."""
+    frames, problems = [], []
+    for path, partition in ((train_split, "train"), (test_split, "test")):
+        if path is None:
+            continue
+        frame, found = parse_split_file(path, "pool" if test_split is None else partition)
+        frames.append(frame)
+        problems += found
+    frame, conflicts, duplicate_notes = split_duplicates(pd.concat(frames, ignore_index=True))
+    problems += conflicts
+    if problems:
+        raise InputError(format_problems(
+            problems, "the split files have lines that cannot be used",
+            "Fix these lines; on_missing: drop only covers missing or unreadable images."))
+    if frame.empty:
+        raise InputError(f"no image lines found in {train_split}" + (f" or {test_split}" if test_split else ""))
+    return frame, duplicate_notes
 
 
 def _assign_partitions(frame: pd.DataFrame, data_cfg: dict, has_test_split: bool) -> pd.DataFrame:

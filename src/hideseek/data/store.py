@@ -112,7 +112,7 @@ def write_derived_store(index: pd.DataFrame, images: Iterable[np.ndarray], pixel
     """Write images that mirror a store's index (same rows, order and shapes) as a new store.
 
     Each image goes to the same ``offset`` as in `index`, so the index is copied unchanged and
-    :class:`hideseek.store.ImageStore` reads the new store with it. Written atomically.
+    :class:`ImageStore` reads the new store with it. Written atomically.
     """
     from tqdm import tqdm
 

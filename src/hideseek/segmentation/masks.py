@@ -92,17 +92,65 @@ def ground_truth_masks(index: pd.DataFrame, mask_dir: str | Path):
         yield truth, truth
 
 
+def _qc_row(meta, raw: np.ndarray, mask: np.ndarray, qc_cfg: dict, truth: np.ndarray | None) -> dict:
+    """One image's QC row; with `truth`, the mask's Dice against it."""
+    if mask.shape != (int(meta["height"]), int(meta["width"])):
+        raise ValueError(f"mask of {meta['image_id']} is {mask.shape}, image is {(meta['height'], meta['width'])}")
+    row = dict(image_id=meta["image_id"], label=meta["label"], source=meta["source"], partition=meta["partition"],
+               height=int(meta["height"]), width=int(meta["width"]), **mask_qc(raw, mask, qc_cfg))
+    if truth is not None:
+        total = int(truth.sum()) + int(mask.sum())
+        row["dice_vs_truth"] = 2.0 * int((truth & mask).sum()) / total if total else 1.0
+    row["action"] = "kept" if not row["flag"] else "pending"
+    return row
+
+
+def _apply_flag_policy(qc: pd.DataFrame, index: pd.DataFrame, template: np.ndarray | None, qc_cfg: dict,
+                       out_pixels, out_index) -> None:
+    """Stop (policy fail, or too many flagged), or keep the flagged masks, or overwrite them in
+    the written store with the mean mask `template` (None: no unflagged mask to average)."""
+    flagged = qc["flag"] != ""
+    if not flagged.any():
+        return
+    share = float(flagged.mean())
+    problems = [f"{r.image_id}: {r.flag} (lung fraction {r.lung_fraction:.3f})" for r in qc[flagged].itertuples()]
+    policy = qc_cfg["on_flagged"]
+    if policy == "fail" or share > qc_cfg["max_flagged_fraction"]:
+        Path(out_pixels).unlink(missing_ok=True)
+        Path(out_index).unlink(missing_ok=True)
+        why = ("segmentation.qc.on_flagged is fail" if policy == "fail" else
+               f"{share:.1%} of the masks are flagged, more than segmentation.qc.max_flagged_fraction "
+               f"({qc_cfg['max_flagged_fraction']:.0%}): the segmenter does not fit these images")
+        raise InputError(format_problems(problems, f"implausible lung masks ({why})"))
+    if policy == "mean_mask" and template is None:
+        raise InputError("every lung mask is flagged, so there is no mean mask to substitute "
+                         "(set segmentation.qc.on_flagged: keep to use them anyway)")
+    log.warning("%d of %d lung masks flagged (%s): %s", int(flagged.sum()), len(qc), policy,
+                "; ".join(problems[:10]) + (" ..." if len(problems) > 10 else ""))
+    if policy != "mean_mask":
+        qc.loc[flagged, "action"] = "kept"
+        return
+    pixels = np.load(out_pixels, mmap_mode="r+")
+    for position in np.flatnonzero(flagged.to_numpy()):
+        meta = index.iloc[position]
+        shape = (int(meta["height"]), int(meta["width"]))
+        start = int(meta["offset"])
+        pixels[start:start + shape[0] * shape[1]] = (_from_template(template, shape).astype(np.uint8) * 255).ravel()
+    pixels.flush()
+    del pixels
+    qc.loc[flagged, "action"] = "replaced_by_mean_mask"
+
+
 def segment_store(store: ImageStore, masks_iter, cfg: dict, out_pixels, out_index, out_qc, out_summary,
                   out_summary_md, progress: bool = True, truth_dir: str | Path | None = None) -> pd.DataFrame:
     """Write the mask store, the QC table and the summary; apply the flagged-mask policy.
 
     `masks_iter` yields (raw, final) bool masks in store order (from
-    :meth:`hideseek.segmentation.LungSegmenter.segment` or :func:`ground_truth_masks`).
+    :meth:`hideseek.segmentation.inference.LungSegmenter.segment` or :func:`ground_truth_masks`).
     With `truth_dir` (the phantom's true masks), each predicted mask's Dice against the truth is
     added (``dice_vs_truth``) and summarised by class and source: a segmenter that is worse on
     one class is a bias the audit must know about.
     """
-    qc_cfg = cfg["qc"]
     index = store.index
     truths = ground_truth_masks(index, truth_dir) if truth_dir is not None else None
     rows, template_sum, n_template = [], np.zeros((TEMPLATE_SIDE, TEMPLATE_SIDE), np.float64), 0
@@ -110,18 +158,8 @@ def segment_store(store: ImageStore, masks_iter, cfg: dict, out_pixels, out_inde
     def finals():
         nonlocal template_sum, n_template
         for position, (raw, mask) in enumerate(masks_iter):
-            meta = index.iloc[position]
-            if mask.shape != (int(meta["height"]), int(meta["width"])):
-                raise ValueError(f"mask of {meta['image_id']} is {mask.shape}, image is {(meta['height'], meta['width'])}")
-            row = dict(image_id=meta["image_id"], label=meta["label"], source=meta["source"],
-                       partition=meta["partition"], height=int(meta["height"]), width=int(meta["width"]),
-                       **mask_qc(raw, mask, qc_cfg))
-            if truths is not None:
-                truth = next(truths)[1]
-                total = int(truth.sum()) + int(mask.sum())
-                row["dice_vs_truth"] = 2.0 * int((truth & mask).sum()) / total if total else 1.0
-            row["action"] = "kept" if not row["flag"] else "pending"
-            if not row["flag"]:
+            row = _qc_row(index.iloc[position], raw, mask, cfg["qc"], next(truths)[1] if truths is not None else None)
+            if not row["flag"]:  # the mean mask averages the unflagged ones
                 template_sum += _to_template(mask)
                 n_template += 1
             rows.append(row)
@@ -129,40 +167,12 @@ def segment_store(store: ImageStore, masks_iter, cfg: dict, out_pixels, out_inde
 
     write_derived_store(index, finals(), out_pixels, out_index, progress=progress, desc="lung masks")
     qc = pd.DataFrame(rows, columns=QC_COLUMNS + (["dice_vs_truth"] if truths is not None else []))
-    flagged = qc["flag"] != ""
-    share = float(flagged.mean()) if len(qc) else 0.0
-    problems = [f"{r.image_id}: {r.flag} (lung fraction {r.lung_fraction:.3f})" for r in qc[flagged].itertuples()]
-    if flagged.any() and (qc_cfg["on_flagged"] == "fail" or share > qc_cfg["max_flagged_fraction"]):
-        Path(out_pixels).unlink(missing_ok=True)
-        Path(out_index).unlink(missing_ok=True)
-        why = ("segmentation.qc.on_flagged is fail" if qc_cfg["on_flagged"] == "fail" else
-               f"{share:.1%} of the masks are flagged, more than segmentation.qc.max_flagged_fraction "
-               f"({qc_cfg['max_flagged_fraction']:.0%}): the segmenter does not fit these images")
-        raise InputError(format_problems(problems, f"implausible lung masks ({why})"))
-    if flagged.any():
-        if qc_cfg["on_flagged"] == "mean_mask" and n_template == 0:
-            raise InputError("every lung mask is flagged, so there is no mean mask to substitute "
-                             "(set segmentation.qc.on_flagged: keep to use them anyway)")
-        log.warning("%d of %d lung masks flagged (%s): %s", int(flagged.sum()), len(qc),
-                    qc_cfg["on_flagged"], "; ".join(problems[:10]) + (" ..." if len(problems) > 10 else ""))
-        if qc_cfg["on_flagged"] == "mean_mask":
-            template = template_sum / n_template
-            pixels = np.load(out_pixels, mmap_mode="r+")
-            for position in np.flatnonzero(flagged.to_numpy()):
-                meta = index.iloc[position]
-                shape = (int(meta["height"]), int(meta["width"]))
-                start = int(meta["offset"])
-                pixels[start:start + shape[0] * shape[1]] = (_from_template(template, shape).astype(np.uint8) * 255).ravel()
-            pixels.flush()
-            del pixels
-            qc.loc[flagged, "action"] = "replaced_by_mean_mask"
-        else:
-            qc.loc[flagged, "action"] = "kept"
+    _apply_flag_policy(qc, index, template_sum / n_template if n_template else None, cfg["qc"], out_pixels, out_index)
     write_csv_atomic(qc, out_qc)
     summary = summarize_masks(qc)
     write_csv_atomic(summary, out_summary)
     write_text_atomic(out_summary_md, summary_markdown(qc, summary, cfg))
-    log.info("lung masks: %d images, %d flagged, mean lung fraction %.3f", len(qc), int(flagged.sum()),
+    log.info("lung masks: %d images, %d flagged, mean lung fraction %.3f", len(qc), int((qc["flag"] != "").sum()),
              qc["lung_fraction"].mean() if len(qc) else float("nan"))
     return qc
 

@@ -85,16 +85,16 @@ def covidx_plan(cfg: PhantomConfig) -> dict[str, list[Patient]]:
     pid = 0
     for part, n_per_class in (("train", cfg.n_train_per_class), ("test", cfg.n_test_per_class)):
         patients = plan[part] = []
-        for ci in range(len(CLASSES)):
-            count, k = 0, 0
+        for class_index in range(len(CLASSES)):
+            count, draw = 0, 0
             while count < n_per_class:
-                rng = seeded_rng(cfg.seed, PARTITION_ID[part], ci, k)
+                rng = seeded_rng(cfg.seed, PARTITION_ID[part], class_index, draw)
                 # the planted shortcut: most patients are imaged at their class's home site
-                si = ci if rng.random() < cfg.shortcut else int(rng.integers(0, len(SOURCES)))
+                site = class_index if rng.random() < cfg.shortcut else int(rng.integers(0, len(SOURCES)))
                 n_images = min(2 if rng.random() < cfg.second_image_prob else 1, n_per_class - count)
-                patients.append(Patient(pid, ci, si, *case_size(rng, cfg.long_side), n_images, k))
+                patients.append(Patient(pid, class_index, site, *case_size(rng, cfg.long_side), n_images, draw))
                 count += n_images
-                k += 1
+                draw += 1
                 pid += 1
     return plan
 
