@@ -7,8 +7,7 @@ with rule_logging(snakemake.log[0]):
     from hideseek.audit.source_probe import write_source_probe
 
     p, config = snakemake.params, snakemake.config
-    # The rule's checkpoint_dir param if it still passes one, else <checkpoint_root>/source_probe.
-    checkpoints = p.get("checkpoint_dir") or Path(config["checkpoint_root"], "source_probe")
     write_source_probe(p.arch, p.recipe, snakemake.input, p.reps, snakemake.output[0], seed=p.seed,
                        device=config["classification"]["device"], threads=snakemake.threads,
-                       n_boot=p.n_boot, boot_seed=p.boot_seed, level=p.level, checkpoint_root=checkpoints)
+                       n_boot=p.n_boot, boot_seed=p.boot_seed, level=p.level,
+                       checkpoint_root=Path(config["checkpoint_root"], "source_probe"))
