@@ -167,3 +167,15 @@ def test_gradcam_job_writes_figure_attention_and_picks(tmp_path):
     picks = pd.read_csv(out["picks.csv"])
     assert list(picks["true"]) == list(CLASSES) and (picks["cam_grid"] == "2x2").all()
     assert (picks["arch"] == "covidnet_cxr3a").all() and set(reps) <= set(picks.columns)
+
+
+def test_all_zero_cams_give_an_empty_attention_table_the_verdict_can_read(tmp_path):
+    """A CAM grid of 1x1 can be all zero: no share is defined, the table keeps its columns."""
+    from hideseek.audit.attention import ATTENTION_COLUMNS
+    from hideseek.audit.verdict import attention_evidence
+
+    per_image = _per_image().assign(mask_energy=np.nan, box_energy=np.nan)
+    table = summarize_attention(per_image, ["data"], n_boot=20)
+    assert table.empty and list(table.columns) == ATTENTION_COLUMNS
+    table.to_csv(tmp_path / "a.csv", index=False)
+    assert attention_evidence(pd.read_csv(tmp_path / "a.csv")) == {}

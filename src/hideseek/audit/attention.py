@@ -204,10 +204,17 @@ def gradcam_sources(files, reps) -> tuple[dict, dict, dict, tuple]:
     return models, stores, own, (files["mask_pixels"], files["mask_index"])
 
 
+ATTENTION_COLUMNS = ["representation", "true_class", "n_images"] + [
+    f"{region}_{name}" for region in ("mask", "box") for name in (
+        "energy_share", "energy_share_ci_low", "energy_share_ci_high", "area_share", "ratio", "ratio_ci_low",
+        "ratio_ci_high")]
+
+
 def summarize_attention(per_image: pd.DataFrame, reps, n_boot: int = 1000, seed: int = 0,
                         level: float = 0.95) -> pd.DataFrame:
     """Representation × class (and all classes): mean energy shares, area shares, their ratio,
-    with patient-bootstrap CIs."""
+    with patient-bootstrap CIs. Images whose CAM is all zero (no share defined) are left out;
+    with none left the table has its columns and no rows."""
     rows = []
     for rep in reps:
         sub_rep = per_image[per_image["rep"] == rep]
@@ -225,7 +232,7 @@ def summarize_attention(per_image: pd.DataFrame, reps, n_boot: int = 1000, seed:
                             f"{region}_energy_share_ci_high": hi, f"{region}_area_share": float(sub[f"{region}_area"].mean()),
                             f"{region}_ratio": ratio, f"{region}_ratio_ci_low": rlo, f"{region}_ratio_ci_high": rhi})
             rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=ATTENTION_COLUMNS)
 
 
 def _grid_text(grid) -> str:
