@@ -52,6 +52,7 @@ localrules:
     figure1,
     fetch_pretrained_weights,
     classifier_table,
+    learning_curves,
     audit_tables,
     verdict,
 

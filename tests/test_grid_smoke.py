@@ -57,10 +57,12 @@ def test_a_table_target_runs_only_its_ancestry(tmp_path):
 
 @pytest.mark.slow
 def test_one_architecture_two_representations_through_snakemake(tmp_path):
-    result = snakemake(tmp_path, f"{TABLE}.csv", f"{TABLE}.md")
+    curves = "results/figures/learning_curves_covidnet_cxr3a.png"
+    result = snakemake(tmp_path, f"{TABLE}.csv", f"{TABLE}.md", curves)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     results = tmp_path / "results"
 
+    assert (tmp_path / curves).stat().st_size > 5_000
     table = pd.read_csv(f"{tmp_path / TABLE}.csv")
     assert list(table["representation"]) == REPS
     assert (table["n_test"] == 12).all()
@@ -72,6 +74,7 @@ def test_one_architecture_two_representations_through_snakemake(tmp_path):
         run = results / "classifiers" / "covidnet_cxr3a" / rep / "seed0"
         history = pd.read_csv(run / "history.csv")
         assert list(history["epoch"]) == [1, 2] and history["selected"].sum() == 1
+        assert history["train_accuracy"].between(0, 1).all()
         info = json.loads((run / "train_info.json").read_text())
         assert info["n_train"] == 18 and info["device"] == "cpu" and info["threads"] == 1
         assert {"precision", "channels_last", "fused_adam"} <= set(info)

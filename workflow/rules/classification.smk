@@ -109,3 +109,32 @@ rule classifier_table:
         note=lambda wildcards: plan.classifier_run_note(CLS, wildcards.arch),
     script:
         "../scripts/classifier_table.py"
+
+
+rule learning_curves:
+    input:
+        lambda wildcards: [
+            f"{run_folder(wildcards.arch, rep, seed)}/history.csv"
+            for rep, seed in CLS_RUNS
+        ],
+    output:
+        report(
+            f"{FIGURES}/learning_curves_{{arch}}.png",
+            caption="../report/learning_curves.rst",
+            category="Learning curves",
+        ),
+    log:
+        f"{LOGS}/learning_curves/{{arch}}.log",
+    benchmark:
+        f"{BENCH}/learning_curves/{{arch}}.tsv"
+    conda:
+        "../../envs/data.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    params:
+        runs=CLS_RUNS,
+        reps=CLS_REPS,
+    script:
+        "../scripts/learning_curves.py"

@@ -25,6 +25,8 @@ CLS_ARCHS = list(CLS["architectures"])
 CLS_SEEDS = [int(s) for s in CLS["seeds"]]
 # The representations the grid trains and tests on; the workflow builds these.
 CLS_REPS = list(CLS["representations"])
+# Every (representation, seed) an architecture is trained on.
+CLS_RUNS = [(rep, seed) for rep in CLS_REPS for seed in CLS_SEEDS]
 AUDIT = config["audit"]
 AUDIT_STATS = dict(
     n_boot=AUDIT["n_boot"], boot_seed=AUDIT["boot_seed"], level=AUDIT["ci_level"]
@@ -153,6 +155,7 @@ def final_targets():
         *([f"{FIGURES}/phantom_samples.png"] if phantom else []),
         *segmentation_targets(),
         *classifier_table_targets(),
+        *expand(f"{FIGURES}/learning_curves_{{arch}}.png", arch=CLS_ARCHS),
         *audit_arch_targets(),
         *verdict_targets(),
     ]

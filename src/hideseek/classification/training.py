@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 CHECKPOINT_NAME = "last.pt"
 
 HISTORY_COLUMNS = [
-    "epoch", "train_loss", "val_loss", "val_accuracy", "val_balanced_accuracy",
+    "epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "val_balanced_accuracy",
     "val_sens_normal", "val_sens_pneumonia", "val_sens_covid_19", "train_images", "train_seconds",
     "train_images_per_s", "val_seconds", "checkpoint_seconds", "selected",
 ]
@@ -205,7 +205,7 @@ def train_one_epoch(run: _Run, sampler, data: _OnDevice, recipe: dict, perf: dic
     run.model.train()
     batches = sampler.epoch()
     started = time.perf_counter()
-    loss_sum, seen = 0.0, 0
+    loss_sum, correct, seen = 0.0, 0, 0
     bar = tqdm(batches, desc=desc, unit="batch", disable=not progress, file=sys.stderr, mininterval=2.0, leave=False)
     for batch_index in bar:
         batch_index = batch_index.to(data.train_images.device)
@@ -219,12 +219,14 @@ def train_one_epoch(run: _Run, sampler, data: _OnDevice, recipe: dict, perf: dic
         loss.backward()
         run.optimizer.step()
         loss_sum = loss_sum + loss.detach() * len(y)  # stays on the device: no sync per step
+        correct = correct + (logits.detach().argmax(1) == y).sum()
         seen += len(y)
     bar.close()
-    loss_sum = float(loss_sum)
+    loss_sum, correct = float(loss_sum), int(correct)
     seconds = time.perf_counter() - started
-    return dict(train_loss=loss_sum / max(seen, 1), train_images=seen, train_seconds=seconds,
-                train_images_per_s=seen / seconds if seconds > 0 else float("nan"))
+    # train_accuracy: on the sampled, augmented batches as the model saw them during the epoch
+    return dict(train_loss=loss_sum / max(seen, 1), train_accuracy=correct / max(seen, 1), train_images=seen,
+                train_seconds=seconds, train_images_per_s=seen / seconds if seconds > 0 else float("nan"))
 
 
 def validate(model, data: _OnDevice, val: Split, recipe: dict, perf: dict) -> dict:
