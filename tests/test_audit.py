@@ -10,9 +10,10 @@ from hideseek.audit import comparisons
 from hideseek.audit.comparisons import (per_class_auroc, per_source_accuracy, representation_comparison,
                                         write_audit_tables)
 from hideseek.audit.source_probe import probe_rows, probe_skip_reason, representation_stores, write_source_probe
-from hideseek.audit.verdict import (VERDICT_COLUMNS, build_verdict, chance_level, probe_evidence, summary_markdown,
-                                    verdict_row, write_verdict)
-from hideseek.stats import bootstrap_weights, holm, mcnemar_exact, mean_ci, weighted_auroc
+from hideseek.audit.verdict import (VERDICT_COLUMNS, build_verdict, chance_level, probe_evidence, shortcut_evidence,
+                                    summary_markdown, verdict_row, write_verdict)
+from hideseek.data.table1 import source_shortcut
+from hideseek.stats import accuracy_power, bootstrap_weights, holm, mcnemar_exact, mean_ci, weighted_auroc
 
 
 def test_bootstrap_weights_resample_patients_within_class():
@@ -140,8 +141,9 @@ def test_test_time_hiding_and_verdict():
                              probe=dict(balanced_accuracy=0.93, balanced_chance=1 / 3))
     assert row3["source_probe_balanced_accuracy"] == 0.93
     assert "balanced accuracy 0.930 (chance 0.333)" in row3["paragraph"]
+    assert [r["verdict"] for r in (row, row2)] == ["non_lung_signal", "no_evidence"]
     md = summary_markdown(pd.DataFrame([row, row2, row3])[VERDICT_COLUMNS], "test data")
-    assert "non_lung_signal" in md and "| alexnet" in md and "0.930" in md
+    assert "| non_lung_signal" in md and "| no_evidence" in md and "| alexnet" in md and "0.930" in md
 
 
 def test_source_probe_rows_and_skip_reason():
@@ -267,23 +269,29 @@ def test_build_and_write_verdict(tmp_path):
     honest.to_csv(comparisons[1], index=False)
     attention = [_attention_csv(tmp_path / "a_alexnet.csv", 1.5), _attention_csv(tmp_path / "a_vgg11.csv", 0.8)]
     probe = _write_probe(tmp_path / "probe.csv", balanced=0.93)
+    shortcut_csv = _shortcut_csv(tmp_path / "table1_shortcut.csv", accuracy=0.8, chance=0.5)
     verdict = build_verdict(index, comparisons, attention, [probe], ["alexnet", "vgg11"], margin=0.1,
-                            learned_margin=0.2)
+                            learned_margin=0.2, shortcut_csv=shortcut_csv)
     assert list(verdict.columns) == VERDICT_COLUMNS and list(verdict["arch"]) == ["alexnet", "vgg11"]
     assert (verdict["chance"] == 0.5).all()  # the test images' majority class, not train's
     assert verdict["learned"].all() and verdict["non_lung_signal"].tolist() == [True, False]
+    assert verdict["verdict"].tolist() == ["non_lung_signal", "no_evidence"]
+    assert (verdict["n_test_images"] == 120).all() and (verdict["n_test_patients"] == 60).all()
+    assert (verdict["source_only_accuracy"] == 0.8).all() and (verdict["source_only_chance"] == 0.5).all()
     assert verdict["lung_attention_data"].tolist() == [1.5, 0.8]
     assert verdict["lung_attention_data_ci_low"].tolist() == pytest.approx([1.4, 0.7])
     assert (verdict["source_probe_balanced_accuracy"] == 0.93).all()
     assert verdict.loc[0, "acc_data"] == pytest.approx(shortcut.set_index("train_rep").loc["data", "accuracy"])
 
     without = build_verdict(index, comparisons, attention, [], ["alexnet", "vgg11"], 0.1, 0.2)
-    assert without["source_probe_balanced_accuracy"].isna().all()
+    assert without["source_probe_balanced_accuracy"].isna().all() and without["source_only_accuracy"].isna().all()
     assert "source probe" not in without.loc[0, "paragraph"] and "source probe" in verdict.loc[0, "paragraph"]
     write_verdict(verdict, tmp_path / "verdict.csv", tmp_path / "summary.md", "test data", ["a note"])
-    assert pd.read_csv(tmp_path / "verdict.csv")["non_lung_signal"].tolist() == [True, False]
+    written = pd.read_csv(tmp_path / "verdict.csv")
+    assert list(written.columns) == VERDICT_COLUMNS and written["non_lung_signal"].tolist() == [True, False]
     md = (tmp_path / "summary.md").read_text()
-    assert md.startswith("# Audit summary") and "Data: test data." in md and "## vgg11" in md and "- a note" in md
+    assert md.startswith("# Audit summary\n\nData: test data.\n\n## The data\n")
+    assert "## vgg11" in md and "- a note" in md
 
 
 def test_write_source_probe_skips_without_sources(tmp_path):
@@ -299,3 +307,123 @@ def test_write_source_probe_skips_without_sources(tmp_path):
     assert list(written["representation"]) == ["data", "lungs_removed"] and (written["arch"] == "alexnet").all()
     assert (written["note"] == "skipped: the data carry no source column").all()
     assert len(table) == 2 and probe_evidence(out) == {}
+
+
+def _shortcut_csv(path, accuracy, chance):
+    """A table1_shortcut.csv with Table 1's metric names."""
+    pd.DataFrame([dict(metric="source-only accuracy", value=accuracy, n=120),
+                  dict(metric="chance (majority class of test)", value=chance, n=120),
+                  dict(metric="unknown-source share", value=0.0, n=300)]).to_csv(path, index=False)
+    return path
+
+
+def test_shortcut_evidence_reads_table1(tmp_path):
+    fit = [("rsna", "normal"), ("rsna", "pneumonia"), ("sirm", "COVID-19")] * 4
+    test = [("rsna", "normal")] * 4 + [("rsna", "pneumonia")] * 2 + [("sirm", "COVID-19")] * 4
+    index = pd.DataFrame([dict(source=s, label=label, partition=part) for part, rows in (("train", fit), ("test", test))
+                          for s, label in rows])
+    source_shortcut(index).to_csv(tmp_path / "table1_shortcut.csv", index=False)
+    # rsna -> normal (the tie is broken by class order), sirm -> COVID-19: 8 of 10 right
+    assert shortcut_evidence([tmp_path / "table1_shortcut.csv"]) == dict(accuracy=0.8, chance=0.4)
+    assert shortcut_evidence(None) == {} and shortcut_evidence([]) == {}
+
+
+def test_accuracy_power_by_hand_and_by_the_patient_bootstrap():
+    power = accuracy_power(100, chance=1 / 3, margin=0.1, level=0.95)
+    t = 1 / 3 + 0.1
+    assert power["threshold"] == pytest.approx(t)
+    assert power["half_width"] == pytest.approx(1.959964 * np.sqrt(t * (1 - t) / 100), rel=1e-6)
+    assert power["half_width"] == pytest.approx(0.097, abs=5e-4)
+    a = power["detectable_accuracy"]
+    assert a - 1.959964 * np.sqrt(a * (1 - a) / 100) == pytest.approx(t, abs=1e-6)  # its Wald CI low is t
+    assert a == pytest.approx(0.531, abs=1e-3)
+    # the bootstrap every table uses, one image per patient: at the threshold its CI is about as
+    # wide, and an accuracy of `a` has a CI low at about t
+    weights = bootstrap_weights(np.arange(100), np.zeros(100), n_boot=4000, seed=0)
+    _, lo, hi = mean_ci((np.arange(100) < round(100 * t)).astype(float), weights)
+    assert (hi - lo) / 2 == pytest.approx(power["half_width"], abs=0.01)
+    _, lo, _ = mean_ci((np.arange(100) < round(100 * a)).astype(float), weights)
+    assert lo == pytest.approx(t, abs=0.015)
+    assert np.isnan(accuracy_power(0, 1 / 3, 0.1)["half_width"])
+    assert np.isnan(accuracy_power(50, np.nan, 0.1)["detectable_accuracy"])
+
+
+def _comparison(accuracies: dict, n_test=120, n_patients=100, half_width=0.05) -> pd.DataFrame:
+    """A representation comparison (only the columns the verdict reads) with given accuracies."""
+    return pd.DataFrame([dict(train_rep=rep, n_test=n_test, n_patients=n_patients, accuracy=acc,
+                              ci_low=acc - half_width, ci_high=acc + half_width) for rep, acc in accuracies.items()])
+
+
+CONFOUNDED = dict(shortcut=dict(accuracy=0.9, chance=1 / 3), probe=dict(balanced_accuracy=0.93, balanced_chance=0.5))
+
+
+def _verdict(arch, data, boxed, **kw):
+    accuracies = {"data": data, "lungs_removed": 0.5, "lungs_boxed_out": boxed}
+    kw = {**CONFOUNDED, **kw}
+    comparison = _comparison({k: v for k, v in accuracies.items() if np.isfinite(v)}, **kw.pop("size", {}))
+    return verdict_row(arch, comparison, 1 / 3, margin=0.1, learned_margin=0.2, **kw)
+
+
+def test_three_way_verdict_and_its_reasons():
+    flagged = _verdict("alexnet", 0.9, 0.7)
+    assert flagged["verdict"] == "non_lung_signal" and flagged["learned"] and flagged["non_lung_signal"]
+    assert "CI lower bound 0.650 exceeds chance + margin (0.333 + 0.10 = 0.433)" in flagged["verdict_reason"]
+    assert "outside the lungs" in flagged["paragraph"] and "Verdict **non_lung_signal**" in flagged["paragraph"]
+    # flagged whether or not the full-image model learned: the boxed-out model found it itself
+    unlearned_flagged = _verdict("alexnet", 0.4, 0.7)
+    assert unlearned_flagged["verdict"] == "non_lung_signal" and not unlearned_flagged["learned"]
+    assert "did not clearly learn" in unlearned_flagged["verdict_reason"]
+    honest = _verdict("vgg11", 0.9, 0.4)
+    assert honest["verdict"] == "no_evidence"
+    assert "CI lower bound 0.350 does not exceed chance + margin = 0.433" in honest["verdict_reason"]
+    assert f"about {honest['boxed_out_detectable_accuracy']:.3f}" in honest["verdict_reason"]
+    at_chance = _verdict("resnet50", 0.35, 0.34)
+    assert at_chance["verdict"] == "inconclusive" and not at_chance["non_lung_signal"]
+    assert "did not learn (accuracy CI lower bound 0.300, below chance + learned margin = 0.533)" in \
+        at_chance["verdict_reason"]
+    assert "ImageNet-pretrained" in at_chance["verdict_reason"] and "no evidence" not in at_chance["paragraph"]
+    small = _verdict("alexnet", 0.9, 0.7, size=dict(n_test=20, n_patients=20))
+    assert small["verdict"] == "inconclusive" and small["non_lung_signal"]  # the flag alone, without the power
+    assert small["verdict_reason"].startswith("the test set has 20 images; at least 30 are needed")
+    assert _verdict("alexnet", 0.9, 0.7, min_test_images=10, size=dict(n_test=20))["verdict"] == "non_lung_signal"
+    missing = _verdict("alexnet", 0.9, np.nan)
+    assert missing["verdict"] == "inconclusive" and "no lungs_boxed_out model" in missing["verdict_reason"]
+    # power: 100 test patients at chance 1/3 + 0.1
+    assert honest["ci_half_width_at_threshold"] == pytest.approx(0.0971, abs=1e-4)
+    assert honest["boxed_out_detectable_accuracy"] == pytest.approx(0.531, abs=1e-3)
+
+
+def _table_line(md, arch):
+    return next(line for line in md.splitlines() if line.startswith(f"| {arch} "))
+
+
+def test_summary_opens_with_the_data_and_never_calls_an_unlearned_model_not_flagged():
+    rows = [_verdict("alexnet", 0.9, 0.7), _verdict("vgg11", 0.9, 0.4), _verdict("resnet50", 0.35, 0.34)]
+    md = summary_markdown(pd.DataFrame(rows)[VERDICT_COLUMNS], "test data")
+    opening = md[:md.index("## Verdicts")]
+    assert opening.startswith("# Audit summary\n\nData: test data.\n\n## The data\n")
+    assert "scores accuracy **0.900** on the test set, against chance 0.333" in opening
+    assert "balanced accuracy **0.930**, against chance 0.500" in opening
+    assert "**Warning: the data source predicts the label**" in opening
+    assert ("The data carry a shortcut that 1 of 3 models (resnet50) did not learn enough to test: their verdict "
+            "is `inconclusive`") in opening and "ImageNet-pretrained" in opening
+    assert md.index("**Power.**") < md.index("| architecture")
+    assert ("The test set has 120 images from 100 patients; chance (the majority class's share) is 0.333" in md
+            and "95 % CI of about ±0.097" in md and "accuracy of about 0.531 on" in md)
+    assert _table_line(md, "alexnet").rstrip(" |").endswith("non_lung_signal")
+    assert _table_line(md, "vgg11").rstrip(" |").endswith("no_evidence")
+    assert _table_line(md, "resnet50").rstrip(" |").endswith("inconclusive")
+    assert "not flagged" not in md and "| False " in _table_line(md, "resnet50")
+
+    every = summary_markdown(pd.DataFrame([_verdict("resnet50", 0.35, 0.34)])[VERDICT_COLUMNS], "test data")
+    assert "The data carry a shortcut that every model (resnet50) did not learn enough to test" in every
+    clean = dict(shortcut=dict(accuracy=0.35, chance=1 / 3), probe=dict(balanced_accuracy=0.55, balanced_chance=0.5))
+    unconfounded = summary_markdown(pd.DataFrame([_verdict("resnet50", 0.35, 0.34, **clean)])[VERDICT_COLUMNS], "x")
+    assert "Warning" not in unconfounded and "does not predict the label" in unconfounded
+    assert "Every model (resnet50) did not learn the task well enough to test" in unconfounded
+    no_evidence = summary_markdown(pd.DataFrame([_verdict("vgg11", 0.9, 0.4, probe=None, shortcut=None)])[
+        VERDICT_COLUMNS], "x")
+    assert "Source only: no Table 1 source-only rule" in no_evidence and "Source probe: disabled" in no_evidence
+    small = _verdict("alexnet", 0.9, 0.7, size=dict(n_test=20, n_patients=20))
+    assert "every verdict is `inconclusive`; a larger test set is needed" in summary_markdown(
+        pd.DataFrame([small])[VERDICT_COLUMNS], "x")

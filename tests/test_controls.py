@@ -71,7 +71,7 @@ def verdicts(tmp_path_factory):
 def test_shortcut_on_is_flagged(verdicts):
     row, results = verdicts[1.0]
     print(row[["acc_data", "acc_lungs_boxed_out", "acc_lungs_boxed_out_ci_low", "chance"]].to_dict())
-    assert row["non_lung_signal"]
+    assert row["non_lung_signal"] and row["verdict"] == "non_lung_signal"
     assert (results / "figures" / f"figure3_gradcam_{ARCH}.png").is_file()
     assert "outside the lungs" in (results / "audit" / "summary.md").read_text()
 
@@ -82,7 +82,7 @@ def test_no_shortcut_learns_and_is_not_flagged(verdicts):
                "acc_lungs_boxed_out_ci_high", "chance"]].to_dict())
     assert row["acc_data_ci_low"] >= row["chance"] + 0.2  # the model learned: it is no pass by default
     assert row["learned"]
-    assert not row["non_lung_signal"]
+    assert not row["non_lung_signal"] and row["verdict"] == "no_evidence"
     assert row["acc_lungs_boxed_out_ci_low"] <= row["chance"] <= row["acc_lungs_boxed_out_ci_high"] + 0.05
 
 

@@ -94,7 +94,8 @@ def verdict_notes(config: dict) -> list[str]:
     return [
         "CIs: percentile bootstrap, patients resampled within class "
         f"({audit['n_boot']} resamples, seed {audit['boot_seed']}).",
-        f"Margin for non_lung_signal: {audit['margin']}; for learned: {audit['learned_margin']}.",
+        f"Margin for non_lung_signal: {audit['margin']}; for learned: {audit['learned_margin']}; "
+        f"inconclusive below {audit['min_test_images']} test images.",
         (f"Source probe ({probe_arch(config)}, representation data): results/tables/source_probe.csv."
          if runs_source_probe(config) else "Source probe: disabled (audit.source_probe.enabled: false)."),
     ]

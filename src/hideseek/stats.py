@@ -113,3 +113,29 @@ def weighted_auroc(y, score, weights) -> np.ndarray:
     below = np.cumsum(neg, axis=1) - neg  # negative weight strictly below each score
     with np.errstate(invalid="ignore", divide="ignore"):
         return (pos * (below + 0.5 * neg)).sum(1) / (pos.sum(1) * neg.sum(1))
+
+
+def accuracy_power(n_patients: int, chance: float, margin: float, level: float = 0.95) -> dict:
+    """How large an accuracy a test set of `n_patients` can tell apart from chance + margin.
+
+    Normal approximation of a binomial proportion with the patients as the effective sample
+    size. That is conservative for the patient bootstrap within class (fixed class sizes remove
+    the between-class variance, and a patient's images vary less than independent ones), unless
+    patients have very unequal numbers of images.
+    With z the normal quantile for `level` and t = chance + margin:
+
+    - ``half_width`` = z·√(t(1−t)/n): the CI half-width of an accuracy at t;
+    - ``detectable_accuracy``: the smallest accuracy a whose CI low a − z·√(a(1−a)/n) reaches t,
+      the larger root of (1 + z²/n)a² − (2t + z²/n)a + t² = 0 (the Wilson upper bound of t).
+    """
+    from statistics import NormalDist
+
+    threshold = chance + margin
+    if not (n_patients >= 1 and 0 <= threshold < 1):
+        return dict(threshold=threshold, half_width=float("nan"), detectable_accuracy=float("nan"))
+    z = NormalDist().inv_cdf((1 + level) / 2)
+    k = z * z / n_patients
+    half_width = z * np.sqrt(threshold * (1 - threshold) / n_patients)
+    b = 2 * threshold + k
+    detectable = (b + np.sqrt(b * b - 4 * (1 + k) * threshold ** 2)) / (2 * (1 + k))
+    return dict(threshold=threshold, half_width=float(half_width), detectable_accuracy=float(detectable))

@@ -8,6 +8,7 @@ rule verdict:
         comparisons=expand(f"{TABLES}/comparison_{{arch}}.csv", arch=CLS_ARCHS),
         attention=expand(f"{TABLES}/lung_attention_{{arch}}.csv", arch=CLS_ARCHS),
         probe=source_probe_targets(),
+        shortcut=f"{TABLES}/table1_shortcut.csv",
     output:
         csv=report(
             f"{RESULTS}/audit/verdict.csv",
@@ -33,6 +34,8 @@ rule verdict:
         archs=CLS_ARCHS,
         margin=AUDIT["margin"],
         learned_margin=AUDIT["learned_margin"],
+        min_test_images=AUDIT["min_test_images"],
+        ci_level=AUDIT["ci_level"],
         dataset=plan.dataset_description(config),
         notes=plan.verdict_notes(config),
     script:

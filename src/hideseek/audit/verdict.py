@@ -1,5 +1,11 @@
 """The verdict: one row per architecture from its representation comparison, lung attention
-and the source probe, with a plain-language paragraph, and the audit summary page."""
+and the source probe, with a plain-language paragraph, and the audit summary page.
+
+Each architecture gets one of :data:`VERDICTS` (see :func:`judge`): ``non_lung_signal`` (a
+model trained and tested with the lungs boxed out still beats chance + margin), ``no_evidence``
+(the full-image model learned, the boxed-out one did not clear the bar) or ``inconclusive``
+(too few test images, no boxed-out model, or a full-image model that did not learn, so a
+boxed-out model at chance proves nothing)."""
 
 from __future__ import annotations
 
@@ -11,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ..io import write_csv_atomic, write_text_atomic
+from ..stats import accuracy_power
 
 log = logging.getLogger(__name__)
 
@@ -27,58 +34,101 @@ def fmt_ci(value, low, high, digits: int = 3) -> str:
     return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
-def verdict_row(arch: str, own: pd.DataFrame, chance: float, margin: float, learned_margin: float,
-                attention: dict | None = None, probe: dict | None = None) -> dict:
-    """One architecture's verdict from its representation comparison (`own`, the output of
-    :func:`hideseek.audit.comparisons.representation_comparison`)."""
-    def get(rep):
-        hit = own[own["train_rep"] == rep]
-        if hit.empty:
-            return (np.nan, np.nan, np.nan)
-        r = hit.iloc[0]
-        return float(r["accuracy"]), float(r["ci_low"]), float(r["ci_high"])
+VERDICTS = ("non_lung_signal", "no_evidence", "inconclusive")
+REPRESENTATION_ORDER = ("data", "lungs_removed", "lungs_boxed_out", "lungs_isolated", "lungs_framed")
+TRAIN_MORE = "train longer, larger, or from ImageNet-pretrained weights (the paper's choice)"
 
-    row = {"arch": arch, "chance": chance, "margin": margin}
-    for rep in ("data", "lungs_removed", "lungs_boxed_out", "lungs_isolated", "lungs_framed"):
-        acc, lo, hi = get(rep)
-        row.update({f"acc_{rep}": acc, f"acc_{rep}_ci_low": lo, f"acc_{rep}_ci_high": hi})
+
+def _accuracies(own: pd.DataFrame) -> dict:
+    """acc_{rep}, acc_{rep}_ci_low, acc_{rep}_ci_high of each representation's own model (NaN if absent)."""
+    row = {}
+    for rep in REPRESENTATION_ORDER:
+        hit = own[own["train_rep"] == rep]
+        values = (np.nan,) * 3 if hit.empty else tuple(float(hit.iloc[0][c]) for c in ("accuracy", "ci_low", "ci_high"))
+        row.update(dict(zip((f"acc_{rep}", f"acc_{rep}_ci_low", f"acc_{rep}_ci_high"), values)))
+    return row
+
+
+def size_of_test_set(own: pd.DataFrame) -> tuple[int, int]:
+    """(images, patients) of the test set the CIs were computed on; every representation's
+    model is scored on the same images (the comparison refuses otherwise)."""
+    if own.empty:
+        return 0, 0
+    return int(own.iloc[0]["n_test"]), int(own.iloc[0]["n_patients"])
+
+
+def judge(row: dict) -> tuple[str, str]:
+    """(verdict, reason) from a verdict row's evidence and criteria, the first rule that applies:
+    too few test images → inconclusive; no boxed-out model → inconclusive; boxed-out CI low >
+    chance + margin → non_lung_signal (even if the full-image model did not learn: the boxed-out
+    model found the information itself); full-image model not learned → inconclusive; else
+    no_evidence."""
+    chance, margin = row["chance"], row["margin"]
+    flag_at, learned_at = chance + margin, chance + row["learned_margin"]
+    boxed, boxed_low, data_low = row["acc_lungs_boxed_out"], row["acc_lungs_boxed_out_ci_low"], row["acc_data_ci_low"]
+    if row["n_test_images"] < row["min_test_images"]:
+        return "inconclusive", (f"the test set has {row['n_test_images']} images; at least {row['min_test_images']} "
+                                "are needed (audit.min_test_images) for a CI to tell a shortcut from chance.")
+    if not np.isfinite(boxed_low):
+        return "inconclusive", ("there is no lungs_boxed_out model to judge (add lungs_boxed_out to "
+                                "classification.representations).")
+    if row["non_lung_signal"]:
+        despite = "" if row["learned"] else " even though the full-image model did not clearly learn"
+        return "non_lung_signal", (f"trained and tested with both lungs boxed out the model reaches {boxed:.3f}, and "
+                                   f"its CI lower bound {boxed_low:.3f} exceeds chance + margin ({chance:.3f} + "
+                                   f"{margin:.2f} = {flag_at:.3f}), so the images carry label information "
+                                   f"outside the lungs (a shortcut such as the hospital or scanner){despite}.")
+    if not row["learned"]:
+        return "inconclusive", (f"the full-image model did not learn (accuracy CI lower bound {data_low:.3f}, below "
+                                f"chance + learned margin = {learned_at:.3f}), so a boxed-out model near chance "
+                                f"proves nothing: {TRAIN_MORE}.")
+    return "no_evidence", (f"the full-image model learned (CI lower bound {data_low:.3f} ≥ {learned_at:.3f}) but the "
+                           f"boxed-out model's CI lower bound {boxed_low:.3f} does not exceed chance + margin = "
+                           f"{flag_at:.3f}: no evidence of label information outside the lungs, at a power where "
+                           f"flagging needs a boxed-out accuracy of about {row['boxed_out_detectable_accuracy']:.3f}.")
+
+
+def verdict_row(arch: str, own: pd.DataFrame, chance: float, margin: float, learned_margin: float,
+                attention: dict | None = None, probe: dict | None = None, shortcut: dict | None = None, *,
+                min_test_images: int = 30, level: float = 0.95) -> dict:
+    """One architecture's verdict (:data:`VERDICT_COLUMNS`) from its representation comparison
+    (`own`, the output of :func:`hideseek.audit.comparisons.representation_comparison`), its lung
+    attention, the source probe and Table 1's source-only rule (`shortcut`)."""
+    n_images, n_patients = size_of_test_set(own)
+    power = accuracy_power(n_patients, chance, margin, level)
+    row = {"arch": arch, "chance": chance, "margin": margin, "learned_margin": learned_margin,
+           "min_test_images": min_test_images, "ci_level": level, "n_test_images": n_images,
+           "n_test_patients": n_patients, "ci_half_width_at_threshold": power["half_width"],
+           "boxed_out_detectable_accuracy": power["detectable_accuracy"], **_accuracies(own)}
     row["learned"] = bool(np.isfinite(row["acc_data_ci_low"]) and row["acc_data_ci_low"] >= chance + learned_margin)
     boxed_lo = row["acc_lungs_boxed_out_ci_low"]
     row["non_lung_signal"] = bool(np.isfinite(boxed_lo) and boxed_lo > chance + margin)
+    row["verdict"], row["verdict_reason"] = judge(row)
     attention = attention or {}
     row["lung_attention_data"] = attention.get("ratio", np.nan)
     row["lung_attention_data_ci_low"] = attention.get("ci_low", np.nan)
     row["lung_attention_data_ci_high"] = attention.get("ci_high", np.nan)
     row["lung_energy_share_data"] = attention.get("share", np.nan)
-    probe = probe or {}
+    probe, shortcut = probe or {}, shortcut or {}
     # The probe trains with a source-balanced sampler, so it is judged by balanced accuracy
     # (mean recall over a class's sources) against 1 / n_sources; its plain accuracy and the
     # within-class majority baseline stay in source_probe.csv.
     row["source_probe_balanced_accuracy"] = probe.get("balanced_accuracy", np.nan)
     row["source_probe_balanced_chance"] = probe.get("balanced_chance", np.nan)
+    row["source_only_accuracy"] = shortcut.get("accuracy", np.nan)
+    row["source_only_chance"] = shortcut.get("chance", np.nan)
     row["paragraph"] = verdict_paragraph(row)
     return row
 
 
 def verdict_paragraph(row: dict) -> str:
-    arch, chance, margin = row["arch"], row["chance"], row["margin"]
     data = fmt_ci(row["acc_data"], row["acc_data_ci_low"], row["acc_data_ci_high"])
     boxed = fmt_ci(row["acc_lungs_boxed_out"], row["acc_lungs_boxed_out_ci_low"], row["acc_lungs_boxed_out_ci_high"])
     removed = fmt_ci(row["acc_lungs_removed"], row["acc_lungs_removed_ci_low"], row["acc_lungs_removed_ci_high"])
-    parts = [f"**{arch}** reaches accuracy {data} on the full images (chance, the majority-class rate: "
-             f"{chance:.3f})."]
-    if not row["learned"]:
-        parts.append("That is not clearly above chance, so the model has not learned the task well enough "
-                     "for the rest of the audit to mean much.")
-    if row["non_lung_signal"]:
-        parts.append(f"Trained and tested with both lungs boxed out it still reaches {boxed}: the lower CI "
-                     f"bound is more than {margin:.2f} above chance, so **the images carry label information "
-                     "outside the lungs** (a shortcut such as the hospital or scanner), and an accurate model "
-                     "may be using it.")
-    else:
-        parts.append(f"With both lungs boxed out it reaches {boxed}, not more than {margin:.2f} above chance "
-                     "with confidence: no evidence of label information outside the lungs.")
-    parts.append(f"With the lungs removed (mask only): {removed}.")
+    parts = [f"**{row['arch']}** reaches accuracy {data} on the full images (chance, the majority-class rate: "
+             f"{row['chance']:.3f}); a model trained and tested with both lungs boxed out reaches {boxed}, one with "
+             f"the lungs removed (mask only) {removed}.",
+             f"Verdict **{row['verdict']}**: {row['verdict_reason']}"]
     ratio = row.get("lung_attention_data", np.nan)
     if np.isfinite(ratio):
         parts.append(f"On the full images, {row['lung_energy_share_data']:.0%} of its Grad-CAM energy lies inside "
@@ -94,23 +144,91 @@ def verdict_paragraph(row: dict) -> str:
 
 
 VERDICT_COLUMNS = [
-    "arch", "chance", "margin", "learned", "non_lung_signal",
-    "acc_data", "acc_data_ci_low", "acc_data_ci_high",
-    "acc_lungs_removed", "acc_lungs_removed_ci_low", "acc_lungs_removed_ci_high",
-    "acc_lungs_boxed_out", "acc_lungs_boxed_out_ci_low", "acc_lungs_boxed_out_ci_high",
-    "acc_lungs_isolated", "acc_lungs_isolated_ci_low", "acc_lungs_isolated_ci_high",
-    "acc_lungs_framed", "acc_lungs_framed_ci_low", "acc_lungs_framed_ci_high",
+    "arch", "verdict", "verdict_reason", "chance", "margin", "learned_margin", "learned", "non_lung_signal",
+    "n_test_images", "n_test_patients", "min_test_images", "ci_level", "ci_half_width_at_threshold",
+    "boxed_out_detectable_accuracy",
+    *(f"acc_{rep}{end}" for rep in REPRESENTATION_ORDER for end in ("", "_ci_low", "_ci_high")),
     "lung_attention_data", "lung_attention_data_ci_low", "lung_attention_data_ci_high", "lung_energy_share_data",
-    "source_probe_balanced_accuracy", "source_probe_balanced_chance", "paragraph",
+    "source_probe_balanced_accuracy", "source_probe_balanced_chance", "source_only_accuracy", "source_only_chance",
+    "paragraph",
 ]
 
 
+def source_warnings(row) -> list[str]:
+    """What says the data source predicts the label, as clauses (empty: nothing does): Table 1's
+    source-only rule or the source probe's balanced accuracy more than the margin above its chance."""
+    found = []
+    if row["source_only_accuracy"] > row["source_only_chance"] + row["margin"]:
+        found.append(f"the source-only rule scores {row['source_only_accuracy']:.3f} against chance "
+                     f"{row['source_only_chance']:.3f}")
+    if row["source_probe_balanced_accuracy"] > row["source_probe_balanced_chance"] + row["margin"]:
+        found.append(f"the source probe's balanced accuracy is {row['source_probe_balanced_accuracy']:.3f} against "
+                     f"chance {row['source_probe_balanced_chance']:.3f}")
+    return found
+
+
+def data_section(verdict: pd.DataFrame) -> list[str]:
+    """'The data': how much the source alone gives away, before any model is judged, and what
+    the verdicts can (not) say about it."""
+    first = verdict.iloc[0]
+    lines = ["## The data", ""]
+    if np.isfinite(first["source_only_accuracy"]):
+        lines.append(f"- Source only (Table 1, `results/tables/table1_shortcut.csv`): a rule that sees only the "
+                     f"data source (each source's most common training label) scores accuracy "
+                     f"**{first['source_only_accuracy']:.3f}** on the test set, against chance "
+                     f"{first['source_only_chance']:.3f} (the majority-class rate).")
+    else:
+        lines.append("- Source only: no Table 1 source-only rule.")
+    if np.isfinite(first["source_probe_balanced_accuracy"]):
+        lines.append(f"- Source probe (`results/tables/source_probe.csv`): a classifier trained on the full images "
+                     f"to recognise the source predicts it within each class with balanced accuracy "
+                     f"**{first['source_probe_balanced_accuracy']:.3f}**, against chance "
+                     f"{first['source_probe_balanced_chance']:.3f} (1 / number of sources).")
+    else:
+        lines.append("- Source probe: disabled or skipped.")
+    warnings = source_warnings(first)
+    lines.append("")
+    if warnings:
+        lines += [f"**Warning: the data source predicts the label** ({'; '.join(warnings)}; margin "
+                  f"{first['margin']:.2f}). A classifier can score on these data by recognising the hospital; "
+                  "the verdicts below say whether the images give the label away outside the lungs.", ""]
+    else:
+        lines += [f"The data source does not predict the label by more than the margin ({first['margin']:.2f}) "
+                  "above chance.", ""]
+    untrained = verdict[(verdict["verdict"] == "inconclusive") & ~verdict["learned"].astype(bool)
+                        & (verdict["n_test_images"] >= verdict["min_test_images"])]
+    if len(untrained):
+        names = ", ".join(untrained["arch"])
+        which = "every model" if len(untrained) == len(verdict) else f"{len(untrained)} of {len(verdict)} models"
+        lead = (f"The data carry a shortcut that {which} ({names}) did not learn enough to test"
+                if warnings else f"{which[0].upper()}{which[1:]} ({names}) did not learn the task well enough to test")
+        lines += [f"{lead}: their verdict is `inconclusive`, not an absence of shortcut; {TRAIN_MORE}.", ""]
+    return lines
+
+
+def power_paragraph(verdict: pd.DataFrame) -> str:
+    """How large a boxed-out accuracy this test set can flag (:func:`hideseek.stats.accuracy_power`)."""
+    first = verdict.iloc[0]
+    text = (f"**Power.** The test set has {first['n_test_images']} images from {first['n_test_patients']} patients; "
+            f"chance (the majority class's share) is {first['chance']:.3f}. With the patients as the effective "
+            f"sample size (normal approximation), an accuracy at chance + margin = "
+            f"{first['chance'] + first['margin']:.3f} has a {first['ci_level'] * 100:g} % CI of about "
+            f"±{first['ci_half_width_at_threshold']:.3f}, so a lungs_boxed_out model is flagged only from an "
+            f"accuracy of about {first['boxed_out_detectable_accuracy']:.3f} on; a weaker shortcut goes unseen.")
+    if first["n_test_images"] < first["min_test_images"]:
+        text += (f" That is fewer than the {first['min_test_images']} test images the verdict needs "
+                 "(audit.min_test_images): every verdict is `inconclusive`; a larger test set is needed.")
+    return text
+
+
 def summary_markdown(verdict: pd.DataFrame, dataset: str, notes=()) -> str:
-    lines = ["# Audit summary", "", f"Data: {dataset}.", "",
-             "`non_lung_signal`: the accuracy of a model trained and tested with both lungs boxed out "
-             "has a 95 % CI (patients resampled within class) whose lower bound exceeds chance (the "
-             "majority-class rate of the test set) by more than the margin. `learned`: the accuracy on "
-             "the full images has a CI lower bound at least `learned_margin` above chance.", ""]
+    lines = ["# Audit summary", "", f"Data: {dataset}.", "", *data_section(verdict), "## Verdicts", "",
+             power_paragraph(verdict), "",
+             "`verdict`: `non_lung_signal` when a model trained and tested with both lungs boxed out has an "
+             "accuracy CI (patients resampled within class) whose lower bound exceeds chance (the majority-class "
+             "rate of the test set) by more than the margin; otherwise `no_evidence` if the full-image model "
+             "`learned` (accuracy CI lower bound at least `learned_margin` above chance), else `inconclusive` "
+             "(also when the test set is too small). `verdict.csv` gives each reason.", ""]
     table = pd.DataFrame({
         "architecture": verdict["arch"],
         "data": [fmt_ci(r.acc_data, r.acc_data_ci_low, r.acc_data_ci_high) for r in verdict.itertuples()],
@@ -123,7 +241,7 @@ def summary_markdown(verdict: pd.DataFrame, dataset: str, notes=()) -> str:
         "source probe (balanced acc.)": [f"{v:.3f}" if np.isfinite(v) else "–"
                                          for v in verdict["source_probe_balanced_accuracy"]],
         "learned": verdict["learned"],
-        "non_lung_signal": verdict["non_lung_signal"],
+        "verdict": verdict["verdict"],
     })
     lines += [table.to_markdown(index=False), ""]
     for row in verdict.itertuples():
@@ -155,6 +273,16 @@ def probe_evidence(probe_csv) -> dict:
                 balanced_chance=float(hit.iloc[0]["balanced_chance"]))
 
 
+def shortcut_evidence(shortcut_csv) -> dict:
+    """Table 1's source-only rule (``table1_shortcut.csv``): its test accuracy and chance; empty
+    without the table."""
+    path = _optional_path(shortcut_csv)
+    if path is None:
+        return {}
+    value = pd.read_csv(path).set_index("metric")["value"]
+    return dict(accuracy=float(value["source-only accuracy"]), chance=float(value["chance (majority class of test)"]))
+
+
 def attention_evidence(attention: pd.DataFrame) -> dict:
     """The lung-mask attention ratio (with CI) and energy share of the ``data`` model over all
     classes, from a lung attention table; empty if it has no such row."""
@@ -167,15 +295,18 @@ def attention_evidence(attention: pd.DataFrame) -> dict:
 
 
 def build_verdict(index_csv, comparison_csvs: Sequence, attention_csvs: Sequence, probe_csv, archs: Sequence,
-                  margin: float, learned_margin: float) -> pd.DataFrame:
+                  margin: float, learned_margin: float, shortcut_csv=None, *, min_test_images: int = 30,
+                  level: float = 0.95) -> pd.DataFrame:
     """The verdict frame (:data:`VERDICT_COLUMNS`, one row per architecture of `archs`, whose
     comparison and lung attention tables come in the same order). Chance is the majority-class
-    rate of the test images in `index_csv`; `probe_csv` may be absent (None or empty)."""
+    rate of the test images in `index_csv`; `probe_csv` and `shortcut_csv` (Table 1's
+    source-only rule) may be absent (None or empty)."""
     index = pd.read_csv(index_csv)
     chance = chance_level(index.loc[index["partition"] == "test", "label"])
-    probe = probe_evidence(probe_csv)
+    probe, shortcut = probe_evidence(probe_csv), shortcut_evidence(shortcut_csv)
     rows = [verdict_row(arch, pd.read_csv(comparison), chance, margin, learned_margin,
-                        attention_evidence(pd.read_csv(attention)), probe)
+                        attention_evidence(pd.read_csv(attention)), probe, shortcut,
+                        min_test_images=min_test_images, level=level)
             for arch, comparison, attention in zip(archs, comparison_csvs, attention_csvs)]
     return pd.DataFrame(rows)[VERDICT_COLUMNS]
 
@@ -185,4 +316,4 @@ def write_verdict(verdict: pd.DataFrame, out_csv, out_md, dataset: str, notes=()
     write_csv_atomic(verdict, out_csv)
     write_text_atomic(out_md, summary_markdown(verdict, dataset, notes))
     log.info("verdict:\n%s", verdict[["arch", "acc_data", "acc_lungs_boxed_out", "chance", "learned",
-                                      "non_lung_signal"]].to_string())
+                                      "verdict"]].to_string())
