@@ -44,7 +44,8 @@ def tiny_covidx(tmp_path: Path):
             pid = f"{label[:3]}{patient:02d}"
             for shot in range(1 + patient % 2):
                 name = f"{pid}_{shot}.png"
-                write_png(image_dir / name, gradient_image(seed=hash((pid, shot)) % 1000))
+                # One seed per image: copies of one image across partitions are an input error.
+                write_png(image_dir / name, gradient_image(seed=100 * class_index + 2 * patient + shot))
                 line = f"{pid} {name} {label} {sources[class_index]}"
                 (test_lines if patient >= 7 else train_lines).append(line)
     train = tmp_path / "train.txt"

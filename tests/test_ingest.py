@@ -1,17 +1,29 @@
 
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from hideseek.errors import InputError
-from hideseek.data.ingest import ingest_classification_data
+from hideseek.data.ingest import carve_grouped, ingest_classification_data
 from hideseek.data.decode import read_gray, resize_long_side
 from hideseek.data.splitfiles import attribute_sources, parse_split_file, split_duplicates
 from hideseek.data.store import ImageStore
 
-from conftest import gradient_image, write_png
+from conftest import REPO, gradient_image, write_png
+from test_paper_config import fake_tree
+
+SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 
 DATA_CFG = dict(on_missing="fail", val_fraction=0.2, split_seed=0, test_fraction=0.2,
+                near_duplicate_threshold=0.98, on_duplicate="fail",
                 source_rules=[{"pattern": r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.png$",
                                "source": "rsna"}])
 
@@ -21,7 +33,7 @@ def run_ingest(tmp_path, files, cfg=None, long_side=64):
     index = ingest_classification_data(
         {**DATA_CFG, **(cfg or {})}, long_side, image_dir=files["image_dir"], train_split=files["train_split"],
         test_split=files.get("test_split"), out_index=out / "images.csv", out_pixels=out / "pixels.npy",
-        out_dropped=out / "dropped.csv", out_report=out / "report.md")
+        out_dropped=out / "dropped.csv", out_report=out / "report.md", out_duplicates=out / "duplicates.csv")
     return index, out
 
 
@@ -125,7 +137,7 @@ def test_format_errors_fail_even_with_drop_policy(tmp_path, tiny_covidx):
 
 
 def test_patient_in_train_and_test_is_a_leak(tmp_path, tiny_covidx):
-    write_png(tiny_covidx["image_dir"] / "leak.png", gradient_image())
+    write_png(tiny_covidx["image_dir"] / "leak.png", gradient_image(seed=999))  # a new image, not a copy
     with open(tiny_covidx["test_split"], "a") as handle:
         handle.write("nor00 leak.png normal rsna\n")  # nor00 is a training patient
     with pytest.raises(InputError, match=r"patient nor00: test, (train|val)"):
@@ -162,3 +174,113 @@ def test_real_cls_mini_ingests(tmp_path, shared_real):
     assert 15 <= (index["partition"] == "test").sum() <= 25
     store = ImageStore(out / "pixels.npy", out / "images.csv")
     assert all(max(store[i].shape) == 140 for i in range(len(store)))
+
+
+def grouped_frame(groups_per_class=30):
+    """Patients of 1-3 images per class; patient n of class c has 1 + n % 3 images."""
+    rows = [dict(carve_group=f"{label}{n}", label=label)
+            for label in ("normal", "pneumonia", "COVID-19") for n in range(groups_per_class)
+            for _ in range(1 + n % 3)]
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("fraction", [0.1, 0.3, 0.4])
+def test_carving_reaches_the_target_within_one_group_per_class(fraction):
+    frame = grouped_frame()
+    mask = carve_grouped(frame, fraction, seed=5, what="test")
+    assert np.array_equal(mask, carve_grouped(frame, fraction, seed=5, what="test"))  # deterministic
+    assert frame.assign(m=mask).groupby("carve_group")["m"].nunique().max() == 1  # groups stay whole
+    for label, rows in frame.assign(m=mask).groupby("label"):
+        target = round(fraction * len(rows))
+        print(f"{fraction}: {label} carved {rows['m'].sum()} of {len(rows)}, target {target}")
+        assert abs(int(rows["m"].sum()) - target) <= 3  # the largest group has 3 images
+    assert not np.array_equal(mask, carve_grouped(frame, fraction, seed=6, what="test"))
+
+
+def test_carving_a_class_of_one_patient_says_what_to_change(tmp_path, tiny_covidx):
+    labels = tmp_path / "labels.txt"
+    lines = (tiny_covidx["train_split"].read_text() + tiny_covidx["test_split"].read_text()).splitlines()
+    labels.write_text("\n".join(line for line in lines if "COVID-19" not in line or line.startswith("COV00 ")) + "\n")
+    with pytest.raises(InputError) as error:
+        run_ingest(tmp_path, dict(image_dir=tiny_covidx["image_dir"], train_split=labels))
+    message = str(error.value)
+    assert message.startswith("cannot carve a test split of 20% (classification_data.test_fraction) from the pool")
+    assert "  COVID-19: 1 image(s) in 1 group(s)  <- too few" in message
+    assert "  normal: 15 image(s) in 10 group(s)\n" in message
+    assert "Add images of the classes marked" in message
+    assert list((tmp_path / "out").glob("*")) == []
+
+
+def test_report_prints_achieved_counts_next_to_the_requested_fraction(tmp_path, tiny_covidx):
+    merged = tmp_path / "labels.txt"
+    merged.write_text(tiny_covidx["train_split"].read_text() + tiny_covidx["test_split"].read_text())
+    index, out = run_ingest(tmp_path, dict(image_dir=tiny_covidx["image_dir"], train_split=merged),
+                            {"test_fraction": 0.3})
+    test = index[index["partition"] == "test"].groupby("label").size()
+    assert test.sub(round(0.3 * 15)).abs().max() <= 2  # 15 images per class, patients of 1-2
+    report = (out / "report.md").read_text()
+    assert "requested test_fraction 30% of each class's images" in report
+    assert "test / all, requested 30%" in report and "val / (train+val), requested 20%" in report
+    assert f"| normal    |" in report and f"{test['normal'] / 15:.1%}" in report
+
+
+def snakemake(workdir, config, *args):
+    """Targets first, then the default config and `config` on top (as the README does)."""
+    result = subprocess.run(
+        [SNAKEMAKE, *args, "--cores", "1", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
+         "--configfile", str(REPO / "config" / "config.yaml"), str(config)],
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout + result.stderr
+
+
+def test_restoring_a_dropped_image_reruns_ingest(tmp_path, tiny_covidx):
+    config = tmp_path / "cfg.yaml"
+    config.write_text(yaml.safe_dump({
+        "classification_data": {"kind": "covidx", "image_dir": str(tiny_covidx["image_dir"]), "on_missing": "drop",
+                                "train_split": str(tiny_covidx["train_split"]),
+                                "test_split": str(tiny_covidx["test_split"])},
+        "store": {"long_side": 32}}))
+    target = "results/data/images.csv"
+    missing = tiny_covidx["image_dir"] / "nor00_0.png"
+    kept = missing.read_bytes()
+    missing.unlink()
+    snakemake(tmp_path, config, target)
+    assert "nor00_0.png" not in set(pd.read_csv(tmp_path / target)["filename"])
+    assert "Nothing to be done" in snakemake(tmp_path, config, target, "-n")
+    # Restored from a backup, with its old time stamp: the new input alone must trigger the rerun.
+    missing.write_bytes(kept)
+    os.utime(missing, (1e9, 1e9))
+    plan = snakemake(tmp_path, config, target, "-n")
+    assert "rule ingest:" in plan and "Nothing to be done" not in plan, plan
+    print(next(line for line in plan.splitlines() if "reason:" in line))
+
+
+def test_dry_run_of_the_paper_config_on_14000_listed_images(tmp_path):
+    tree = fake_tree(tmp_path)
+    images = tmp_path / "covidx" / "images"
+    lines = []
+    for i in range(14000):
+        (images / f"img{i:05d}.png").write_bytes(b"x")
+        lines.append(f"p{i} img{i:05d}.png {('normal', 'pneumonia', 'COVID-19')[i % 3]} src")
+    (tmp_path / "covidx" / "train_COVIDx5.txt").write_text("\n".join(lines[:13700]) + "\n")
+    (tmp_path / "covidx" / "test_COVIDx5.txt").write_text("\n".join(lines[13700:]) + "\n")
+    start = time.perf_counter()
+    plan = snakemake(tmp_path, tree["config"], "-n")
+    print(f"snakemake -n, paper config, 14,000 listed images: {time.perf_counter() - start:.1f} s")
+    assert "ingest" in plan
+
+
+def test_16bit_images_get_one_bit_depth_for_the_data_set(tmp_path, tiny_covidx):
+    """Two 12-bit images with different peaks: one rule for the set, stated in the report."""
+    image_dir = Path(tiny_covidx["image_dir"])
+    ramp = np.linspace(0, 1, 40 * 32).reshape(40, 32)
+    for name, peak in (("nor00_0.png", 2048), ("pne00_0.png", 4000)):
+        assert cv2.imwrite(str(image_dir / name), (ramp * peak).astype(np.uint16))
+    index, out = run_ingest(tmp_path, tiny_covidx, long_side=40)
+    report = (out / "report.md").read_text()
+    assert "2 of" in report and "12-bit (4095 -> 255)" in report and "store.bits_stored not set" in report
+    store = ImageStore(out / "pixels.npy", out / "images.csv")
+    first, second = (store[int(np.flatnonzero(store.index["filename"] == n)[0])] for n in ("nor00_0.png", "pne00_0.png"))
+    # the same raw scale for both: the brighter image's peak maps to about 4000/4095 of white
+    assert abs(int(first.max()) - round(255 * 2048 / 4095)) <= 2 and abs(int(second.max()) - round(255 * 4000 / 4095)) <= 2

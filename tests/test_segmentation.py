@@ -10,7 +10,7 @@ import torch
 from hideseek.errors import InputError
 from hideseek.segmentation.masks import ground_truth_masks, mask_qc, segment_store
 from hideseek.data.store import write_derived_store
-from hideseek.segmentation.table2 import image_metrics, PAPER_TABLE2, summarize, table2_markdown
+from hideseek.segmentation.table2 import METRICS, image_metrics, PAPER_TABLE2, summarize, table2_markdown
 from hideseek.segmentation.inference import LungSegmenter, postprocess
 from hideseek.segmentation.network import build_unet, load_model
 from hideseek.devices import set_threads
@@ -197,9 +197,27 @@ def test_summary_averages_per_image_and_markdown_sets_the_paper_beside():
     assert lookup.loc[("nih", "lung", "precision"), "value"] == pytest.approx(0.9)  # NaN left out
     assert lookup.loc[("nih", "lung", "precision"), "n_undefined"] == 1
     assert lookup.loc[("nih", "lung", "f1"), "ci_low"] >= 0.9
+    assert lookup.loc[("nih", "lung", "precision"), "n_averaged"] == 1
     md = table2_markdown(summary)
     assert "| F1 | 0.950 | 0.950 | 0.800 | 0.800 | 0.986 | 0.950 | 0.971 | 0.918 |" in md
+    assert "| Precision | 0.900 (n=1) | 0.900 (n=1) | 0.800 (n=1) | 0.800 (n=1) |" in md
+    assert "| Images (averaged unless a cell says n=…) | 2 | 2 | 2 | 2 |" in md
+    assert "n=… in a cell: that mean is over n images only" in md and "F1 and Dice average different" not in md
     assert PAPER_TABLE2[("Cohen", "lung")]["jaccard"] == 0.854
+
+
+def test_table2_states_when_f1_and_dice_average_different_images():
+    # Image 1 has no true lung pixel but a predicted one: F1 scores it 0, MONAI's Dice leaves it out.
+    empty, lungs = np.zeros((40, 32), bool), two_lungs()
+    rows = []
+    for i, (pred, truth) in enumerate([(lungs, lungs), (lungs, empty), (lungs, lungs)]):
+        values = image_metrics(pred, truth)
+        rows += [dict(set="nih", image=f"{i}", height=40, width=32, **{"class": cls},
+                      **{metric: values[(cls, metric)] for metric in METRICS}) for cls in ("background", "lung")]
+    summary = summarize(pd.DataFrame(rows))
+    md = table2_markdown(summary)
+    assert "| F1 | 0.927 | 0.667 |" in md and "| Dice (MONAI) | 0.927 | 1.000 (n=2) |" in md
+    assert "F1 and Dice average different images on nih lung (F1 3, Dice 2)" in md
 
 
 # ----------------------------------------------------------------------------- training, resume, inference

@@ -1,5 +1,5 @@
 """The one atomic writer: files, tables and figures appear whole or not at all, so no reader
-ever sees a half-written output."""
+ever sees a half-written output. And the one CSV reader of the project's own tables."""
 
 from __future__ import annotations
 
@@ -7,6 +7,20 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
+
+
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# Read once: os.umask can only be read by setting it, and setting it while another thread
+# (write_store decodes in threads) creates a file would give that file the wrong mode.
+UMASK = _read_umask()
+# mkstemp creates 0600 files; outputs get the mode an ordinary open() would give them, so the
+# group can read them on a shared cluster when the user's umask says so.
+OUTPUT_MODE = 0o666 & ~UMASK
 
 
 @contextlib.contextmanager
@@ -19,6 +33,7 @@ def atomic_path(path: str | os.PathLike):
     tmp = Path(tmp)
     try:
         yield tmp
+        os.chmod(tmp, OUTPUT_MODE)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -34,6 +49,32 @@ def write_csv_atomic(df, path: str | os.PathLike, **kwargs) -> None:
     kwargs.setdefault("index", False)
     with atomic_path(path) as tmp:
         df.to_csv(tmp, **kwargs)
+
+
+# Columns of our tables that hold text (ids, file names, labels, sources, QC flags), read as
+# strings whatever they look like: patient '007' must not become 7 (and merge with patient
+# '7'), nor a source '1' a number, nor an all-empty flag column floats.
+TEXT_COLUMNS = ("image_id", "patient_id", "filename", "label", "source", "split_file", "true", "predicted",
+                "true_class", "predicted_source", "set", "image", "mask", "group", "flag")
+
+
+def read_table(path: str | os.PathLike, **kwargs):
+    """A CSV the project wrote, read back with pandas so that only an empty cell is missing.
+
+    pandas' default turns the strings NA, null, None, nan, N/A, ... into missing values, so a
+    patient or source called ``NA`` would vanish from counts and the leakage check. Our writer
+    (pandas' to_csv) writes every missing value as an empty cell, so reading only empty cells as
+    missing loses nothing; numeric columns still parse as numbers. :data:`TEXT_COLUMNS` are read
+    as strings. Keyword arguments go to :func:`pandas.read_csv`; a ``dtype`` given is added to
+    the text columns.
+    """
+    import pandas as pd
+
+    dtype = {column: str for column in TEXT_COLUMNS}
+    dtype.update(kwargs.pop("dtype", None) or {})
+    kwargs.setdefault("keep_default_na", False)
+    kwargs.setdefault("na_values", [""])
+    return pd.read_csv(path, dtype=dtype, **kwargs)
 
 
 def save_figure_atomic(fig, path: str | os.PathLike, dpi: int = 150) -> None:

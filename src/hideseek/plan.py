@@ -8,6 +8,9 @@ not import numpy, pandas or torch.
 
 from __future__ import annotations
 
+import os
+import posixpath
+
 from .classification.recipes import resolve_recipe
 from .errors import InputError
 from .vocabulary import is_covidnet
@@ -99,3 +102,24 @@ def verdict_notes(config: dict) -> list[str]:
         (f"Source probe ({probe_arch(config)}, representation data): results/tables/source_probe.csv."
          if runs_source_probe(config) else "Source probe: disabled (audit.source_probe.enabled: false)."),
     ]
+
+
+def listed_images(image_dir: str, train_split: str, test_split: str | None = None) -> list[str]:
+    """The image files the split files name that exist now (rule ingest's inputs).
+
+    Plain text parsing (2nd column, normalised like split_duplicates does), no validation:
+    ingestion checks every line. Missing files are left out, not made missing inputs, so
+    on_missing: drop still runs; restoring one changes the input set and reruns ingest.
+    Split files that do not exist yet (the phantom's, before it is made) list nothing.
+    """
+    names = set()
+    for split in (train_split, test_split):
+        if not split or not os.path.isfile(split):
+            continue
+        with open(split, encoding="utf-8-sig", errors="replace") as handle:
+            for line in handle:
+                fields = line.split()
+                if len(fields) >= 2 and not fields[0].startswith("#"):
+                    names.add(posixpath.normpath(fields[1]))
+    paths = (os.path.join(image_dir, name) for name in sorted(names))
+    return [path for path in paths if os.path.isfile(path)]

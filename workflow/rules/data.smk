@@ -56,10 +56,18 @@ rule ingest:
             for k, path in classification_files().items()
             if k != "image_dir" and path
         },
+        # Every listed image that exists (the phantom's are made with its split files): a
+        # restored or changed image reruns ingest. A lambda, so only a DAG with ingest reads them.
+        images=lambda wildcards: (
+            plan.listed_images(**classification_files())
+            if config["classification_data"]["kind"] == "covidx"
+            else []
+        ),
     output:
         index=store_files(DATA_STORE)["index"],
         pixels=store_files(DATA_STORE)["pixels"],
         dropped=f"{RESULTS}/data/dropped_lines.csv",
+        duplicates=f"{RESULTS}/data/duplicates.csv",
         report=f"{RESULTS}/data/ingest_report.md",
     log:
         f"{LOGS}/ingest.log",
@@ -75,6 +83,7 @@ rule ingest:
         data=config["classification_data"],
         files=classification_files(),
         long_side=config["store"]["long_side"],
+        bits_stored=config["store"]["bits_stored"],
     script:
         "../scripts/ingest.py"
 
@@ -110,7 +119,9 @@ rule index_seg_sets:
     input:
         [f"{PHANTOM}/seg"] if config["segmentation_data"]["kind"] == "phantom" else [],
     output:
-        f"{RESULTS}/data/seg_sets.csv",
+        sets=f"{RESULTS}/data/seg_sets.csv",
+        # pairs left out by segmentation_data.mask_checks (on_bad: drop); empty otherwise
+        dropped=f"{RESULTS}/data/seg_sets_dropped.csv",
     log:
         f"{LOGS}/index_seg_sets.log",
     benchmark:
@@ -123,5 +134,6 @@ rule index_seg_sets:
         runtime=10,
     params:
         sets=segmentation_sets(),
+        mask_checks=config["segmentation_data"]["mask_checks"],
     script:
         "../scripts/index_seg_sets.py"

@@ -5,4 +5,5 @@ with rule_logging(snakemake.log[0]):
     from hideseek.segmentation.pairing import write_seg_index
 
     sets = snakemake.params.sets
-    write_seg_index(sets["train"], sets["test_sets"], snakemake.output[0])
+    write_seg_index(sets["train"], sets["test_sets"], snakemake.output.sets, snakemake.output.dropped,
+                    snakemake.params.mask_checks)

@@ -15,5 +15,7 @@ with rule_logging(snakemake.log[0]):
         out_pixels=out.pixels,
         out_dropped=out.dropped,
         out_report=out.report,
+        out_duplicates=out.duplicates,
         threads=snakemake.threads,
+        bits_stored=snakemake.params.bits_stored,
     )

@@ -2,9 +2,8 @@
 from hideseek.rulelog import rule_logging
 
 with rule_logging(snakemake.log[0]):
-    import pandas as pd
-
     from hideseek.data.table1 import write_table1
+    from hideseek.io import read_table
 
     out = snakemake.output
-    write_table1(pd.read_csv(snakemake.input.index), out.csv, out.md, out.shortcut, snakemake.params.dataset)
+    write_table1(read_table(snakemake.input.index), out.csv, out.md, out.shortcut, snakemake.params.dataset)

@@ -4,14 +4,13 @@ from pathlib import Path
 from hideseek.rulelog import rule_logging
 
 with rule_logging(snakemake.log[0]):
-    import pandas as pd
-
     from hideseek.devices import resolve_device, set_threads
+    from hideseek.io import read_table
     from hideseek.segmentation.training import train_unet
 
     set_threads(snakemake.threads)
     train_unet(
-        pd.read_csv(snakemake.input.sets),
+        read_table(snakemake.input.sets),
         snakemake.params.cfg,
         model_path=snakemake.output.model,
         history_path=snakemake.output.history,

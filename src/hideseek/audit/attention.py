@@ -28,7 +28,7 @@ import pandas as pd
 
 from ..classification.inputs import classifier_input
 from ..data.store import ImageStore
-from ..io import write_csv_atomic
+from ..io import read_table, write_csv_atomic
 from ..segmentation.components import lung_box
 from ..stats import bootstrap_weights, mean_ci, ratio_ci
 from ..vocabulary import CLASSES
@@ -162,7 +162,7 @@ def explain_architecture(arch: str, models: dict, stores: dict, own_predictions:
     masks = ImageStore(mask_pixels, mask_index)
     mask_pos = pd.Series(np.arange(len(masks.index)), index=masks.index["image_id"])
     any_rep = reps[0]
-    sample = attention_sample(pd.read_csv(stores[any_rep][1]), n_images, sample_seed)
+    sample = attention_sample(read_table(stores[any_rep][1]), n_images, sample_seed)
 
     panels, records, grid = [], [], None
     for rep in reps:
@@ -199,7 +199,7 @@ def gradcam_sources(files, reps) -> tuple[dict, dict, dict, tuple]:
     stores = representation_stores(files, reps)
     own = {}
     for rep in reps:
-        frame = pd.read_csv(files[f"pred_{rep}"])
+        frame = read_table(files[f"pred_{rep}"])
         own[rep] = frame[frame["test_rep"] == rep]
     return models, stores, own, (files["mask_pixels"], files["mask_index"])
 

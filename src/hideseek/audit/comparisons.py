@@ -13,7 +13,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from ..io import write_csv_atomic
+from ..io import read_table, write_csv_atomic
 from ..stats import accuracy_ci, bootstrap_weights, holm, mcnemar_exact, mean_ci, paired_difference_ci, percentile_ci, weighted_auroc
 from ..vocabulary import CLASSES, PROB_COLUMNS
 
@@ -157,7 +157,7 @@ def write_audit_tables(prediction_files, reps, out_hiding, out_comparison, out_p
                        n_boot: int = 1000, boot_seed: int = 0, level: float = 0.95) -> dict[str, pd.DataFrame]:
     """One architecture's uncertainty tables from its per-image prediction CSVs: test-time
     hiding, the representation comparison, per-source accuracy and per-class AUROC."""
-    predictions = pd.concat([pd.read_csv(path) for path in prediction_files], ignore_index=True)
+    predictions = pd.concat([read_table(path) for path in prediction_files], ignore_index=True)
     kw = dict(n_boot=n_boot, seed=boot_seed, level=level)
     tables = dict(hiding=test_time_hiding(predictions, reps, **kw),
                   comparison=representation_comparison(predictions, reps, **kw))

@@ -8,7 +8,7 @@ import logging
 
 import pandas as pd
 
-from ..io import write_csv_atomic
+from ..io import read_table, write_csv_atomic
 from ..stats import bootstrap_weights, mean_ci
 from ..vocabulary import CLASSES
 
@@ -80,14 +80,14 @@ def run_source_probe(arch: str, recipe: dict, stores: dict, *, seed: int = 0, de
 
     rows = []
     for rep, (pixels, index_path) in stores.items():
-        index = pd.read_csv(index_path)
+        index = read_table(index_path)
         sources = sorted(index["source"].dropna().astype(str).unique())
         code = {s: i for i, s in enumerate(sources)}
         splits = {}
         for part in ("train", "val", "test"):
             split = inputs.load_split(pixels, index_path, part, recipe["input_size"],
                                         per_class=recipe.get("train_images_per_class") if part == "train" else None)
-            keep = split.frame["source"].notna().to_numpy()
+            keep = split.frame["source"].notna().to_numpy(copy=True)  # writable: torch shares its memory
             split.images = split.images[torch.from_numpy(keep)]
             split.frame = split.frame[keep].reset_index(drop=True)
             split.labels = torch.tensor([code[s] for s in split.frame["source"].astype(str)], dtype=torch.int64)
@@ -130,7 +130,7 @@ def write_source_probe(arch: str, recipe: dict, files, reps, out_csv, *, seed: i
     """source_probe.csv: :func:`run_source_probe` on `reps`, or the skipped table when the data
     cannot support a probe (:func:`probe_skip_reason` on the first representation's index)."""
     stores = representation_stores(files, reps)
-    reason = probe_skip_reason(pd.read_csv(stores[reps[0]][1]))
+    reason = probe_skip_reason(read_table(stores[reps[0]][1]))
     if reason:
         log.warning("source probe skipped: %s", reason)
         table = skipped_probe_table(reps, reason)

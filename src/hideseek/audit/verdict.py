@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from ..io import write_csv_atomic, write_text_atomic
+from ..io import read_table, write_csv_atomic, write_text_atomic
 from ..stats import accuracy_power
 
 log = logging.getLogger(__name__)
@@ -265,7 +265,7 @@ def probe_evidence(probe_csv) -> dict:
     path = _optional_path(probe_csv)
     if path is None:
         return {}
-    table = pd.read_csv(path)
+    table = read_table(path)
     hit = table[(table["representation"] == "data") & (table["true_class"] == "all")]
     if "balanced_accuracy" not in table.columns or not len(hit) or pd.isna(hit.iloc[0]["balanced_accuracy"]):
         return {}
@@ -279,7 +279,7 @@ def shortcut_evidence(shortcut_csv) -> dict:
     path = _optional_path(shortcut_csv)
     if path is None:
         return {}
-    value = pd.read_csv(path).set_index("metric")["value"]
+    value = read_table(path).set_index("metric")["value"]
     return dict(accuracy=float(value["source-only accuracy"]), chance=float(value["chance (majority class of test)"]))
 
 
@@ -301,11 +301,11 @@ def build_verdict(index_csv, comparison_csvs: Sequence, attention_csvs: Sequence
     comparison and lung attention tables come in the same order). Chance is the majority-class
     rate of the test images in `index_csv`; `probe_csv` and `shortcut_csv` (Table 1's
     source-only rule) may be absent (None or empty)."""
-    index = pd.read_csv(index_csv)
+    index = read_table(index_csv)
     chance = chance_level(index.loc[index["partition"] == "test", "label"])
     probe, shortcut = probe_evidence(probe_csv), shortcut_evidence(shortcut_csv)
-    rows = [verdict_row(arch, pd.read_csv(comparison), chance, margin, learned_margin,
-                        attention_evidence(pd.read_csv(attention)), probe, shortcut,
+    rows = [verdict_row(arch, read_table(comparison), chance, margin, learned_margin,
+                        attention_evidence(read_table(attention)), probe, shortcut,
                         min_test_images=min_test_images, level=level)
             for arch, comparison, attention in zip(archs, comparison_csvs, attention_csvs)]
     return pd.DataFrame(rows)[VERDICT_COLUMNS]

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..io import save_figure_atomic
+from ..io import read_table, save_figure_atomic
 from ..vocabulary import CLASSES
 
 
 def read_histories(files: dict[tuple[str, int], str]) -> pd.DataFrame:
     """history.csv of each (representation, seed), stacked with those two columns."""
-    frames = [pd.read_csv(path).assign(representation=rep, seed=seed) for (rep, seed), path in files.items()]
+    frames = [read_table(path).assign(representation=rep, seed=seed) for (rep, seed), path in files.items()]
     return pd.concat(frames, ignore_index=True)
 
 

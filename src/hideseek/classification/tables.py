@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..io import write_csv_atomic, write_text_atomic
+from ..io import read_table, write_csv_atomic, write_text_atomic
 from ..stats import bootstrap_weights, percentile_ci
 from ..vocabulary import CLASSES, REPRESENTATIONS, TABLE_NUMBERS
 
@@ -261,7 +261,7 @@ def render_markdown(arch: str, table: pd.DataFrame, dataset: str, run_note: str 
 def write_classifier_table(arch: str, prediction_files, out_csv, out_md, dataset: str,
                            representations=REPRESENTATIONS, run_note: str = "", n_boot: int = 1000,
                            boot_seed: int = 0, level: float = 0.95) -> pd.DataFrame:
-    predictions = pd.concat([pd.read_csv(path) for path in prediction_files], ignore_index=True)
+    predictions = pd.concat([read_table(path) for path in prediction_files], ignore_index=True)
     predictions = predictions[predictions["arch"] == arch]
     table = table_rows(predictions, representations, n_boot, boot_seed, level)
     write_csv_atomic(table, out_csv)

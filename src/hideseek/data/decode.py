@@ -1,4 +1,9 @@
-"""Decoding radiographs (and lung masks) to 8-bit gray, the one decode every representation starts from."""
+"""Decoding radiographs (and lung masks) to 8-bit gray, the one decode every representation starts from.
+
+16-bit images (12-bit scanners often store in 16-bit PNGs) are scaled linearly by one bit depth
+per data set (:func:`dataset_bits`), never stretched per image: the same raw value gives the
+same gray in every image of the data set.
+"""
 
 from __future__ import annotations
 
@@ -14,37 +19,56 @@ class DecodeError(ValueError):
     """The file exists but is not an image we can read."""
 
 
-def to_gray_uint8(pixels: np.ndarray) -> np.ndarray:
-    """Convert a decoded image (8/16-bit; gray, BGR or BGRA as OpenCV returns it) to uint8 gray.
+def bits_for_peak(peak: int) -> int:
+    """The smallest bit depth (8..16) that holds `peak`."""
+    return max(8, min(16, int(peak).bit_length()))
 
-    16-bit images are scaled linearly from [0, 2**bits - 1] to [0, 255], where `bits` is the
-    smallest bit depth (8..16) that holds the image's maximum: a 12-bit radiograph stored in a
-    16-bit PNG keeps its full contrast, and no per-image contrast stretch is applied.
-    """
+
+def dataset_bits(peaks16, bits_stored: int | None = None) -> int:
+    """The one bit depth every 16-bit image of a data set is scaled by: `bits_stored` when the
+    config gives it, else the smallest depth that holds the largest of the 16-bit images' peaks."""
+    return bits_stored if bits_stored is not None else bits_for_peak(max(peaks16, default=0))
+
+
+def to_gray(pixels: np.ndarray) -> np.ndarray:
+    """A decoded image (8/16-bit; gray, BGR or BGRA as OpenCV returns it) as 2-D gray of the same type."""
+    if pixels.dtype not in (np.uint8, np.uint16):
+        raise DecodeError(f"unsupported pixel type {pixels.dtype}")
     if pixels.ndim == 3:
+        conversions = {1: None, 3: cv2.COLOR_BGR2GRAY, 4: cv2.COLOR_BGRA2GRAY}
         channels = pixels.shape[2]
-        if channels == 1:
-            pixels = pixels[:, :, 0]
-        elif channels == 3:
-            pixels = cv2.cvtColor(pixels, cv2.COLOR_BGR2GRAY)
-        elif channels == 4:
-            pixels = cv2.cvtColor(pixels, cv2.COLOR_BGRA2GRAY)
-        else:
+        if channels not in conversions:
             raise DecodeError(f"unsupported number of channels: {channels}")
+        pixels = pixels[:, :, 0] if channels == 1 else cv2.cvtColor(pixels, conversions[channels])
     elif pixels.ndim != 2:
         raise DecodeError(f"unsupported image shape {pixels.shape}")
-    if pixels.dtype == np.uint8:
-        return np.ascontiguousarray(pixels)
-    if pixels.dtype == np.uint16:
-        peak = int(pixels.max())
-        bits = max(8, min(16, peak.bit_length()))
-        scaled = pixels.astype(np.float32) * (255.0 / (2**bits - 1))
-        return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
-    raise DecodeError(f"unsupported pixel type {pixels.dtype}")
+    return np.ascontiguousarray(pixels)
 
 
-def read_gray(path: str | Path) -> np.ndarray:
-    """Read a PNG/JPEG (8- or 16-bit, gray/RGB/RGBA) as a uint8 gray array."""
+def scale_to_uint8(gray: np.ndarray, bits: int) -> np.ndarray:
+    """uint8 unchanged; uint16 scaled linearly from [0, 2**bits - 1] to [0, 255], values above clipped."""
+    if gray.dtype == np.uint8:
+        return gray
+    scaled = gray.astype(np.float32) * (255.0 / (2**bits - 1))
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+
+
+def to_gray_uint8(pixels: np.ndarray, bits_stored: int | None = None) -> np.ndarray:
+    """A decoded image as uint8 gray: 16-bit images scaled by ``2**bits_stored - 1``.
+
+    `bits_stored` None takes the image's own depth (:func:`bits_for_peak` of its maximum): fine
+    for a mask or a lone image, but images of one data set must share one depth
+    (:func:`dataset_bits`), or two 12-bit images of one scanner come out at different brightness.
+    No per-image contrast stretch is applied either way.
+    """
+    gray = to_gray(pixels)
+    if gray.dtype == np.uint8:
+        return gray
+    return scale_to_uint8(gray, bits_stored if bits_stored is not None else bits_for_peak(gray.max()))
+
+
+def decode_gray(path: str | Path) -> np.ndarray:
+    """Read a PNG/JPEG (8- or 16-bit, gray/RGB/RGBA) as 2-D gray, uint8 or uint16 as stored."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"image not found: {path}")
@@ -55,10 +79,39 @@ def read_gray(path: str | Path) -> np.ndarray:
     pixels = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED)
     if pixels is None:
         raise DecodeError(f"not a decodable image: {path}")
-    gray = to_gray_uint8(pixels)
+    gray = to_gray(pixels)
     if min(gray.shape) < 8:
         raise DecodeError(f"image too small ({gray.shape[1]}x{gray.shape[0]} px): {path}")
     return gray
+
+
+def read_gray(path: str | Path, bits_stored: int | None = None) -> np.ndarray:
+    """Read an image as uint8 gray; 16-bit images scaled by `bits_stored` (see :func:`to_gray_uint8`)."""
+    return to_gray_uint8(decode_gray(path), bits_stored)
+
+
+def bit_depth_note(decoded, bits_stored: int | None) -> str:
+    """One line for the ingest report: the depth 16-bit images were scaled by, and what was clipped.
+
+    `decoded` has write_store's per-image columns ``raw_bits`` (8 or 16), ``raw_peak`` and
+    ``raw_clipped`` (pixels above ``2**bits_stored - 1``).
+    """
+    wide = decoded[decoded["raw_bits"] == 16]
+    if wide.empty:
+        return f"Bit depth: all {len(decoded)} images are 8-bit, stored as they are."
+    bits, peak = dataset_bits(wide["raw_peak"], bits_stored), int(wide["raw_peak"].max())
+    text = (f"Bit depth: {len(wide)} of {len(decoded)} images are 16-bit, all scaled by one depth, {bits}-bit "
+            f"({2**bits - 1} -> 255): ")
+    if bits_stored is None:
+        return text + f"the smallest that holds their largest value, {peak} (store.bits_stored not set)."
+    text += f"store.bits_stored; their largest value is {peak}."
+    clipped = wide[wide["raw_clipped"] > 0]
+    if len(clipped):
+        images = f"{len(clipped)} images have" if len(clipped) > 1 else "1 image has"
+        pixels = int(clipped["raw_clipped"].sum())
+        text += (f" {images} {pixels} pixel{'s' if pixels > 1 else ''} above {2**bits - 1}, clipped to "
+                 "white: check store.bits_stored against the scanner's bit depth.")
+    return text
 
 
 def resize_long_side(gray: np.ndarray, long_side: int) -> np.ndarray:

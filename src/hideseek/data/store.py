@@ -18,75 +18,83 @@ import numpy as np
 import pandas as pd
 
 from ..errors import Problem
-from ..io import atomic_path, write_csv_atomic
-from .decode import read_gray, resize_long_side
+from ..io import atomic_path, read_table, write_csv_atomic
+from .decode import dataset_bits, decode_gray, resize_long_side, scale_to_uint8
 
 INDEX_COLUMNS = ("offset", "height", "width", "orig_height", "orig_width")
 
 
-def _load_one(path: Path, long_side: int):
+def _load_one(path: Path, long_side: int, bits_stored: int | None):
+    """(gray resized, 8 or 16-bit as stored; original shape; peak; pixels above 2**bits_stored - 1), or the error."""
     try:
-        gray = read_gray(path)
+        gray = decode_gray(path)
     except (OSError, ValueError) as error:
         return None, str(error)
-    return (resize_long_side(gray, long_side), gray.shape), None
+    clipped = int(np.count_nonzero(gray > 2**bits_stored - 1)) if bits_stored and gray.dtype == np.uint16 else 0
+    return (resize_long_side(gray, long_side), gray.shape, int(gray.max()), clipped), None
 
 
 def write_store(frame: pd.DataFrame, image_dir: str | Path, long_side: int, pixels_path: str | Path,
-                threads: int = 1, progress: bool = True) -> tuple[pd.DataFrame, list[Problem]]:
+                threads: int = 1, progress: bool = True, bits_stored: int | None = None,
+                ) -> tuple[pd.DataFrame, list[Problem]]:
     """Decode every image of `frame` into the store at `pixels_path`.
 
-    Returns the frame of images that decoded (with the index columns added) and one
-    :class:`Problem` per image that is missing or does not decode. The store file is written
-    atomically; it holds only the images that decoded, so a caller that rejects the problems
-    simply deletes it.
+    Returns the frame of images that decoded (with the index columns added, and ``raw_bits``,
+    ``raw_peak``, ``raw_clipped`` for :func:`~hideseek.data.decode.bit_depth_note`) and one
+    :class:`Problem` per image that is missing or does not decode. 16-bit images are all scaled
+    by one depth, :func:`~hideseek.data.decode.dataset_bits` (`bits_stored`, else found from
+    every image's peak): they are resized as 16-bit and kept so in a temporary file until every
+    peak is known, so each image is read once. The store file is written atomically; it holds
+    only the images that decoded, so a caller that rejects the problems simply deletes it.
     """
     from tqdm import tqdm
 
-    image_dir = Path(image_dir)
-    paths = [image_dir / name for name in frame["filename"]]
+    paths = [Path(image_dir) / name for name in frame["filename"]]
     problems: list[Problem] = []
-    kept_rows, offsets, shapes, orig_shapes = [], [], [], []
-    offset = 0
+    decoded = []
     pixels_path = Path(pixels_path)
     pixels_path.parent.mkdir(parents=True, exist_ok=True)
+    # Not an output: removed below; the store itself goes through atomic_path.
     raw_fd, raw_name = tempfile.mkstemp(prefix=f".{pixels_path.name}.", suffix=".raw", dir=pixels_path.parent)
     raw_path = Path(raw_name)
     try:
         with os.fdopen(raw_fd, "wb") as raw, ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-            results = pool.map(lambda p: _load_one(p, long_side), paths)
+            results = pool.map(lambda p: _load_one(p, long_side, bits_stored), paths)
             for position, (loaded, error) in enumerate(
                     tqdm(results, total=len(paths), desc="decoding images", unit="img", disable=not progress)):
-                row = frame.iloc[position]
                 if error is not None:
+                    row = frame.iloc[position]
                     problems.append(Problem(row["split_file"], int(row["line"]), error))
                     continue
-                pixels, orig_shape = loaded
+                pixels, orig_shape, peak, clipped = loaded
                 raw.write(pixels.tobytes())
-                kept_rows.append(position)
-                offsets.append(offset)
-                shapes.append(pixels.shape)
-                orig_shapes.append(orig_shape)
-                offset += pixels.size
-        _raw_to_npy(raw_path, pixels_path, offset)
+                decoded.append(dict(position=position, height=pixels.shape[0], width=pixels.shape[1],
+                                    orig_height=orig_shape[0], orig_width=orig_shape[1],
+                                    raw_bits=8 * pixels.itemsize, raw_peak=peak, raw_clipped=clipped))
+        decoded = pd.DataFrame(decoded, columns=["position", "height", "width", "orig_height", "orig_width",
+                                                 "raw_bits", "raw_peak", "raw_clipped"]).astype(np.int64)
+        decoded.insert(1, "offset", (decoded["height"] * decoded["width"]).cumsum().shift(fill_value=0))
+        bits = dataset_bits(decoded.loc[decoded["raw_bits"] == 16, "raw_peak"], bits_stored)
+        _raw_to_npy(raw_path, pixels_path, decoded, bits)
     finally:
         raw_path.unlink(missing_ok=True)
-    kept = frame.iloc[kept_rows].reset_index(drop=True)
-    kept["offset"] = np.asarray(offsets, dtype=np.int64)
-    kept["height"] = [s[0] for s in shapes]
-    kept["width"] = [s[1] for s in shapes]
-    kept["orig_height"] = [s[0] for s in orig_shapes]
-    kept["orig_width"] = [s[1] for s in orig_shapes]
+    kept = frame.iloc[decoded["position"]].reset_index(drop=True)
+    for column in decoded.columns[1:]:
+        kept[column] = decoded[column].to_numpy()
     return kept, problems
 
 
-def _raw_to_npy(raw_path: Path, npy_path: Path, length: int) -> None:
-    """Prefix raw bytes with an .npy header (1-D uint8), streaming, then move into place."""
+def _raw_to_npy(raw_path: Path, npy_path: Path, decoded: pd.DataFrame, bits: int) -> None:
+    """The temporary file's images (8 or 16-bit, back to back) as one 1-D uint8 .npy, 16-bit
+    ones scaled by ``2**bits - 1``; streamed image by image, then moved into place."""
+    length = int((decoded["height"] * decoded["width"]).sum())
     with atomic_path(npy_path) as tmp:
         with open(tmp, "wb") as out, open(raw_path, "rb") as raw:
             np.lib.format.write_array_header_1_0(out, {"descr": "|u1", "fortran_order": False, "shape": (length,)})
-            while chunk := raw.read(1 << 24):
-                out.write(chunk)
+            for size, raw_bits in zip(decoded["height"] * decoded["width"], decoded["raw_bits"]):
+                dtype = np.uint16 if raw_bits == 16 else np.uint8
+                image = np.frombuffer(raw.read(int(size) * np.dtype(dtype).itemsize), dtype=dtype)
+                out.write(scale_to_uint8(image, bits).tobytes())
 
 
 class ImageStore:
@@ -94,7 +102,7 @@ class ImageStore:
 
     def __init__(self, pixels_path: str | Path, index: pd.DataFrame | str | Path):
         self.pixels = np.load(pixels_path, mmap_mode="r")
-        self.index = pd.read_csv(index) if isinstance(index, (str, os.PathLike)) else index
+        self.index = read_table(index) if isinstance(index, (str, os.PathLike)) else index
         self.index = self.index.reset_index(drop=True)
 
     def __len__(self) -> int:

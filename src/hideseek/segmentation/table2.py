@@ -6,8 +6,9 @@ precision = TP/(TP+FP), Jaccard = TP/(TP+FP+FN), F1 = 2TP/(2TP+FP+FN) and pixel 
 = (TP+TN)/N (the same for both classes). Each metric is computed per image, then averaged
 over the images of a test set. A ratio whose denominator is 0 (e.g. precision of an empty
 prediction) is undefined for that image and left out of the average; ``n_undefined`` counts
-such images. Dice and the 95 % Hausdorff distance (in pixels of the test image) come from
-MONAI. Masks are scored at the test image's own resolution, after the full inference
+such images and ``n_averaged`` the images a mean is over; the Markdown table gives that number
+wherever it is not the whole set. Dice and the 95 % Hausdorff distance (in pixels of the test
+image) come from MONAI. Masks are scored at the test image's own resolution, after the full inference
 pipeline (resize back, largest components), as they are used downstream.
 """
 
@@ -19,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ..data.decode import read_gray, read_mask
-from ..io import write_csv_atomic, write_text_atomic
+from ..io import read_table, write_csv_atomic, write_text_atomic
 from ..stats import bootstrap_weights, mean_ci
 
 log = logging.getLogger(__name__)
@@ -115,7 +116,7 @@ def summarize(per_image: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
             rows.append(dict(set=set_name, **{"class": cls}, metric=metric,
                              value=float(values[finite].mean()) if finite.any() else float("nan"),
                              ci_low=low, ci_high=high, n_images=int(len(values)),
-                             n_undefined=int((~finite).sum())))
+                             n_undefined=int((~finite).sum()), n_averaged=int(finite.sum())))
     return pd.DataFrame(rows)
 
 
@@ -141,15 +142,13 @@ def table2_markdown(summary: pd.DataFrame, model_info: dict | None = None, datas
     for metric in METRICS:
         cells = [LABELS[metric]]
         for set_name in sets:
-            for cls in SEG_CLASSES:
-                value = lookup.loc[(set_name, cls, metric), "value"]
-                cells.append("—" if not np.isfinite(value) else (f"{value:.2f}" if metric == "hd95" else f"{value:.3f}"))
+            cells += [_cell(lookup.loc[(set_name, cls, metric)], metric) for cls in SEG_CLASSES]
         for paper_set in ("NIH", "Cohen"):
             for cls in SEG_CLASSES:
                 paper = PAPER_TABLE2[(paper_set, cls)].get(metric)
                 cells.append("—" if paper is None else f"{paper:.3f}")
         lines.append("| " + " | ".join(cells) + " |")
-    counts = ["Images"]
+    counts = ["Images (averaged unless a cell says n=…)"]
     for set_name in sets:
         n = int(lookup.loc[(set_name, "lung", "f1"), "n_images"])
         counts += [str(n), str(n)]
@@ -160,10 +159,7 @@ def table2_markdown(summary: pd.DataFrame, model_info: dict | None = None, datas
               "images (the paper's definition); pixel accuracy is the same for both classes. Dice and the 95 % "
               "Hausdorff distance (pixels of the test image) come from MONAI; the paper reports neither (—). "
               "95 % bootstrap confidence intervals are in `table2_segmentation.csv`."]
-    undefined = summary[(summary["n_undefined"] > 0) & (summary["metric"] != "hd95")]
-    if len(undefined):
-        lines += ["", "Undefined per-image values (denominator 0, left out of the mean): " + ", ".join(
-            f"{r['set']} {r['class']} {r['metric']}: {r['n_undefined']}" for r in undefined.to_dict("records"))]
+    lines += _count_notes(summary)
     matched = [s for s in sets if _paper_key(s)]
     if matched:
         lines += ["", "Paper columns: Sadre et al. 2021, Table 2 (U-Net at 512 px trained on Tang et al.'s "
@@ -174,6 +170,33 @@ def table2_markdown(summary: pd.DataFrame, model_info: dict | None = None, datas
         lines += ["", "Paper columns: Sadre et al. 2021, Table 2 (U-Net at 512 px, NIH and Cohen test sets), "
                   "for reference; our test sets are different images."]
     return "\n".join(lines) + "\n"
+
+
+def _cell(row: pd.Series, metric: str) -> str:
+    """One value, with the number of images it averages when that is not the whole set."""
+    value = row["value"]
+    text = "—" if not np.isfinite(value) else (f"{value:.2f}" if metric == "hd95" else f"{value:.3f}")
+    n, total = int(row["n_averaged"]), int(row["n_images"])
+    return text if n == total else f"{text} (n={n})"
+
+
+def _count_notes(summary: pd.DataFrame) -> list[str]:
+    """Notes on values that average fewer images than the set has, and on F1 and Dice averaging
+    different images (MONAI's Dice leaves out an image without a true pixel of the class; F1 scores
+    it 0 when the prediction has some) — per image the two are otherwise the same number."""
+    notes = []
+    if (summary["n_averaged"] < summary["n_images"]).any():
+        notes += ["", "n=… in a cell: that mean is over n images only; the others' value is undefined "
+                  "(denominator 0, e.g. the precision of an empty prediction or the HD95 of an empty mask) and "
+                  "left out."]
+    counts = summary.pivot_table(index=["set", "class"], columns="metric", values="n_averaged", sort=False)
+    differ = counts[counts["f1"] != counts["dice"]]
+    if len(differ):
+        notes += ["", "F1 and Dice average different images on " + ", ".join(
+            f"{s} {c} (F1 {int(r['f1'])}, Dice {int(r['dice'])})" for (s, c), r in differ.iterrows())
+            + ": Dice (MONAI) leaves out an image whose true mask has no pixel of the class, F1 counts it "
+            "(0 when the prediction has some), so the two columns are not comparable there."]
+    return notes
 
 
 def _describe_model(info: dict) -> str:
@@ -196,8 +219,8 @@ def write_table2(per_image: pd.DataFrame, csv_path, md_path, per_image_path=None
         write_csv_atomic(per_image, per_image_path)
     lung = summary[(summary["class"] == "lung") & (summary["metric"].isin(["f1", "dice"]))]
     for row in lung.itertuples():
-        log.info("Table 2: %s lung %s = %.4f [%.4f, %.4f] (%d images)", row.set, row.metric, row.value, row.ci_low,
-                 row.ci_high, row.n_images)
+        log.info("Table 2: %s lung %s = %.4f [%.4f, %.4f] (over %d images)", row.set, row.metric, row.value, row.ci_low,
+                 row.ci_high, row.n_averaged)
     return summary
 
 
@@ -208,5 +231,5 @@ def evaluate_unet(sets_csv, model_path, inference: dict, out: dict, dataset: str
     from .inference import LungSegmenter
 
     segmenter, info = LungSegmenter.from_file(model_path, inference, device, threads)
-    per_image = evaluate_sets(segmenter, pd.read_csv(sets_csv))
+    per_image = evaluate_sets(segmenter, read_table(sets_csv))
     return write_table2(per_image, out["csv"], out["md"], out["per_image"], model_info=info, dataset=dataset)
