@@ -36,7 +36,10 @@ def test_source_only_accuracy_by_hand():
 
 
 def test_write_table1_files(tmp_path):
-    write_table1(make_index(), tmp_path / "t.csv", tmp_path / "t.md", tmp_path / "s.csv", "unit test")
+    pairs = pd.DataFrame(dict(kind=["exact", "near", "near"], partition_a=["train", "train", "test"],
+                              partition_b=["test", "train", "test"], action=["dropped_from_test", "reported", "reported"]))
+    write_table1(make_index(), tmp_path / "t.csv", tmp_path / "t.md", tmp_path / "s.csv", "unit test", duplicates=pairs)
     text = (tmp_path / "t.md").read_text()
+    assert "1 exact and 2 near pairs; 1 across partitions, 1 of them dropped from test." in text
     assert "# Table 1 — data (unit test)" in text and "**0.625**" in text
     assert pd.read_csv(tmp_path / "t.csv").shape[0] == 4 * 4

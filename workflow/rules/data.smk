@@ -91,6 +91,7 @@ rule ingest:
 rule table1:
     input:
         index=store_files(DATA_STORE)["index"],
+        duplicates=f"{RESULTS}/data/duplicates.csv",
     output:
         csv=report(
             f"{TABLES}/table1_data.csv",

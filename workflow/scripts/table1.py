@@ -6,4 +6,5 @@ with rule_logging(snakemake.log[0]):
     from hideseek.io import read_table
 
     out = snakemake.output
-    write_table1(read_table(snakemake.input.index), out.csv, out.md, out.shortcut, snakemake.params.dataset)
+    write_table1(read_table(snakemake.input.index), out.csv, out.md, out.shortcut, snakemake.params.dataset,
+                 duplicates=read_table(snakemake.input.duplicates))

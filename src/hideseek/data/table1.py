@@ -52,7 +52,19 @@ def source_shortcut(index: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def write_table1(index: pd.DataFrame, out_csv, out_md, out_shortcut_csv, dataset_name: str) -> None:
+def duplicates_line(pairs: pd.DataFrame | None) -> str:
+    """What ingestion found of copies of one image (results/data/duplicates.csv), in one sentence."""
+    if pairs is None:
+        return ""
+    across = pairs["partition_a"] != pairs["partition_b"]
+    dropped = (pairs["action"] == "dropped_from_test").sum()
+    return (f"Copies of one image found at ingestion (results/data/duplicates.csv): "
+            f"{(pairs['kind'] == 'exact').sum()} exact and {(pairs['kind'] == 'near').sum()} near pairs; "
+            f"{int(across.sum())} across partitions, {int(dropped)} of them dropped from test.")
+
+
+def write_table1(index: pd.DataFrame, out_csv, out_md, out_shortcut_csv, dataset_name: str,
+                 duplicates: pd.DataFrame | None = None) -> None:
     counts = class_counts(index)
     shortcut = source_shortcut(index)
     write_csv_atomic(counts, out_csv)
@@ -70,6 +82,8 @@ def write_table1(index: pd.DataFrame, out_csv, out_md, out_shortcut_csv, dataset
         "Images per class in each partition (validation is carved from train, grouped by patient).",
         "",
         per_partition.to_markdown(index=False),
+        "",
+        duplicates_line(duplicates),
         "",
         "Images per class by data source (all partitions).",
         "",
