@@ -36,17 +36,6 @@ log = logging.getLogger(__name__)
 HIDDEN_VALUE = 0
 
 
-# ----------------------------------------------------------------------------- components
-
-
-
-
-
-
-
-
-
-
 # ----------------------------------------------------------------------------- representations
 
 
@@ -76,8 +65,6 @@ def all_representations(image: np.ndarray, mask: np.ndarray) -> dict[str, np.nda
 # ----------------------------------------------------------------------------- stores
 
 
-
-
 def write_representation(store, mask_store, rep: str, pixels_path: str | Path, index_path: str | Path,
                          progress: bool = True) -> None:
     """Write representation `rep` of every image of `store` (an ImageStore) using `mask_store`."""
@@ -90,8 +77,6 @@ def write_representation(store, mask_store, rep: str, pixels_path: str | Path, i
         images = (represent(store[i], mask_store[i] > 127, rep) for i in range(len(store)))
     write_derived_store(store.index, images, pixels_path, index_path, progress=progress, desc=rep)
     log.info("wrote %s: %d images to %s", rep, len(store), pixels_path)
-
-
 
 
 # ----------------------------------------------------------------------------- Figure 1

@@ -31,27 +31,7 @@ from .network import load_model
 log = logging.getLogger(__name__)
 
 
-
-# ----------------------------------------------------------------------------- torch set-up
-
-
-
-
-
-
-
-
-# ----------------------------------------------------------------------------- geometry
-
-
-
-
-
-
-
-
-
-
+# ----------------------------------------------------------------------------- post-processing
 
 
 def postprocess(prob: np.ndarray, keep_components: int = 2, fill_holes: bool = False,
@@ -62,13 +42,6 @@ def postprocess(prob: np.ndarray, keep_components: int = 2, fill_holes: bool = F
     if fill_holes:
         mask = ndi.binary_fill_holes(mask)
     return raw, mask
-
-
-# ----------------------------------------------------------------------------- model files
-
-
-
-
 
 
 # ----------------------------------------------------------------------------- inference
