@@ -62,8 +62,13 @@ def test_image_store_index(tmp_path):
 def test_table1_script_on_source_na_and_patients_na_null_none(tmp_path):
     index = index_frame()
     index.to_csv(tmp_path / "images.csv", index=False)
+    # One exact pair across partitions, between files named like missing values.
+    pd.DataFrame(dict(line_a=["train.txt:1"], line_b=["train.txt:6"], file_a=["NA.png"], file_b=["N/A.png"],
+                      partition_a=["train"], partition_b=["test"], kind=["exact"], correlation=[1.0],
+                      action=["reported"])).to_csv(tmp_path / "duplicates.csv", index=False)
     out = SimpleNamespace(csv=str(tmp_path / "t1.csv"), md=str(tmp_path / "t1.md"), shortcut=str(tmp_path / "s.csv"))
-    fake = SimpleNamespace(input=SimpleNamespace(index=str(tmp_path / "images.csv")), output=out,
+    fake = SimpleNamespace(input=SimpleNamespace(index=str(tmp_path / "images.csv"),
+                                                 duplicates=str(tmp_path / "duplicates.csv")), output=out,
                            params=SimpleNamespace(dataset="test"), log=[str(tmp_path / "table1.log")])
     handlers = logging.getLogger().handlers[:]
     try:
@@ -73,7 +78,9 @@ def test_table1_script_on_source_na_and_patients_na_null_none(tmp_path):
     counts = read_table(out.csv).set_index(["partition", "source"])
     assert counts.loc[("all", "all"), "patients"] == 8 and counts.loc[("all", "NA"), "total"] == 4
     assert counts.loc[("train", "NA"), "patients"] == 2  # patients NA and None
-    assert "| NA " in (tmp_path / "t1.md").read_text()
+    table1_md = (tmp_path / "t1.md").read_text()
+    assert "| NA " in table1_md
+    assert "1 exact and 0 near pairs; 1 across partitions, 0 of them dropped from test" in table1_md
 
 
 def test_mask_qc_reader_of_figure1(tmp_path):
