@@ -6,9 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from hideseek.audit.attention import (area_share, attention_ratio, attention_sample, attention_table, compute_cams,
-                                      energy_share, gradcam_sources, picks_table, region_to_input, summarize_attention,
-                                      write_gradcam_outputs)
+from hideseek.audit.attention import (RANDOMISATION_COLUMNS, area_share, attention_ratio, attention_sample,
+                                      attention_table, energy_share, gradcam_sources, picks_table, region_to_input,
+                                      summarize_attention, write_gradcam_outputs)
+from hideseek.audit.cam import CamLayer, compute_cams
 from hideseek.audit.figure3 import pick_figure_images
 from hideseek.vocabulary import CLASSES
 
@@ -62,8 +63,8 @@ def test_gradcam_on_a_small_model_and_summary():
     torch.set_num_threads(1)
     model = build_model("resnet50", num_classes=3)
     images = torch.randint(0, 255, (2, 64, 64), dtype=torch.uint8)
-    cams, grid = compute_cams(model, "resnet50", images, [0, 2])
-    assert cams.shape == (2, 64, 64) and grid == (2, 2)
+    cams, layer = compute_cams(model, "resnet50", images, [0, 2])
+    assert cams.shape == (2, 64, 64) and layer.grid == (8, 8) and layer.name == "layer2.3"  # layer4 is 2x2 at 64 px
     assert np.isfinite(cams).all() and cams.min() >= 0 and cams.max() <= 1 + 1e-6
 
     per_image = pd.DataFrame(dict(rep="data", image_id=[f"i{k}" for k in range(6)], patient_id=[f"p{k}" for k in range(6)],
@@ -84,21 +85,28 @@ def _per_image(rep="data"):
 
 def test_attention_and_picks_tables_carry_the_cam_grid():
     per_image = pd.concat([_per_image("data"), _per_image("lungs_removed")], ignore_index=True)
-    table = attention_table(per_image, ["data", "lungs_removed"], "alexnet", (4, 4), 128, n_boot=50)
+    table = attention_table(per_image, ["data", "lungs_removed"], "alexnet", CamLayer("features.4", None, (9, 9)), 80,
+                            n_boot=50)
     assert list(table.columns[:3]) == ["arch", "representation", "true_class"]
-    assert list(table.columns[-2:]) == ["cam_grid", "input_size"]
-    assert (table["arch"] == "alexnet").all() and (table["cam_grid"] == "4x4").all() and (table["input_size"] == 128).all()
-    pd.testing.assert_frame_equal(table.drop(columns=["arch", "cam_grid", "input_size"]),
+    assert list(table.columns[-3:]) == ["cam_layer", "cam_grid", "input_size"]
+    assert (table["cam_layer"] == "features.4").all() and (table["cam_grid"] == "9x9").all()
+    assert (table["arch"] == "alexnet").all() and (table["input_size"] == 80).all()
+    # each energy share sits beside its chance level
+    columns = list(table.columns)
+    assert columns.index("mask_area_share") == columns.index("mask_energy_share") + 1
+    added = ["arch", "cam_layer", "cam_grid", "input_size", *RANDOMISATION_COLUMNS]
+    pd.testing.assert_frame_equal(table.drop(columns=added),
                                   summarize_attention(per_image, ["data", "lungs_removed"], n_boot=50))
+    assert table[RANDOMISATION_COLUMNS].isna().all().all()  # no randomisation values in this per-image frame
     everything = table[(table["representation"] == "data") & (table["true_class"] == "all")].iloc[0]
     assert everything["n_images"] == 5  # the image with an all-zero CAM (NaN energy) is left out
     assert everything["mask_ratio"] == pytest.approx((0.6 + 0.6 + 0.3 + 0.3 + 0.9) / 5 / 0.3)
     assert (attention_table(per_image, ["data"], "alexnet", None, 0, n_boot=10)["cam_grid"] == "").all()
 
     picks = pd.DataFrame(dict(true=["normal"], image_id=["a1"], rule=["all models correct"], data=["normal"]))
-    out = picks_table(picks, "vgg11", (7, 7))
-    assert list(out.columns) == ["arch", "true", "image_id", "rule", "data", "cam_grid"]
-    assert out.iloc[0]["arch"] == "vgg11" and out.iloc[0]["cam_grid"] == "7x7"
+    out = picks_table(picks, "vgg11", CamLayer("features.20", None, (10, 10)))
+    assert list(out.columns) == ["arch", "true", "image_id", "rule", "data", "cam_layer", "cam_grid"]
+    assert out.iloc[0]["arch"] == "vgg11" and out.iloc[0]["cam_grid"] == "10x10"
     assert list(picks.columns) == ["true", "image_id", "rule", "data"]  # the caller's frame is left alone
 
 
@@ -162,10 +170,18 @@ def test_gradcam_job_writes_figure_attention_and_picks(tmp_path):
     written = pd.read_csv(out["attention.csv"])
     assert set(summary["representation"]) == set(reps)
     pd.testing.assert_frame_equal(written, summary, check_dtype=False)
-    expected = attention_table(per_image, reps, "covidnet_cxr3a", (2, 2), 64, n_boot=50)
+    expected = attention_table(per_image, reps, "covidnet_cxr3a", CamLayer("stages.1", None, (8, 8)), 64, n_boot=50)
     pd.testing.assert_frame_equal(written, expected, check_dtype=False)
+    # the randomisation test: the data model on its attention sample, on the data / all row only
+    rho = per_image.loc[per_image["rep"] == "data", "randomisation_spearman"].dropna()  # NaN: both CAMs blank
+    assert len(rho) and rho.between(-1, 1).all()
+    assert per_image.loc[per_image["rep"] != "data", "randomisation_spearman"].isna().all()
+    on_data_all = (written["representation"] == "data") & (written["true_class"] == "all")
+    assert written.loc[on_data_all, RANDOMISATION_COLUMNS].notna().all().all()
+    assert written.loc[~on_data_all, RANDOMISATION_COLUMNS].isna().all().all()
     picks = pd.read_csv(out["picks.csv"])
-    assert list(picks["true"]) == list(CLASSES) and (picks["cam_grid"] == "2x2").all()
+    assert list(picks["true"]) == list(CLASSES) and (picks["cam_grid"] == "8x8").all()
+    assert (picks["cam_layer"] == "stages.1").all()
     assert (picks["arch"] == "covidnet_cxr3a").all() and set(reps) <= set(picks.columns)
 
 

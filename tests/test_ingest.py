@@ -240,7 +240,8 @@ def test_restoring_a_dropped_image_reruns_ingest(tmp_path, tiny_covidx):
         "classification_data": {"kind": "covidx", "image_dir": str(tiny_covidx["image_dir"]), "on_missing": "drop",
                                 "train_split": str(tiny_covidx["train_split"]),
                                 "test_split": str(tiny_covidx["test_split"])},
-        "store": {"long_side": 32}}))
+        "store": {"long_side": 36},  # inputs the small store can serve (32 px)
+        "classification": {"architectures": ["covidnet_cxr3a"], "models": {"covidnet_cxr3a": {"input_size": 32}}}}))
     target = "results/data/images.csv"
     missing = tiny_covidx["image_dir"] / "nor00_0.png"
     kept = missing.read_bytes()

@@ -11,7 +11,7 @@ from torch import nn
 
 from hideseek.errors import InputError
 from hideseek.vocabulary import ARCHITECTURES, COVIDNET_ARCHS
-from hideseek.classification.models import build_model, count_macs, count_parameters, COVIDNET_CONFIGS, gradcam_target_layers, PEPX, PEPXStage, PUBLISHED_COUNTS
+from hideseek.classification.models import build_model, count_macs, count_parameters, COVIDNET_CONFIGS, gradcam_candidate_layers, PEPX, PEPXStage, PUBLISHED_COUNTS
 
 torch.set_num_threads(1)
 
@@ -124,36 +124,41 @@ def test_count_macs_matches_hand_count():
 
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)
-def test_gradcam_target_layers_are_the_last_feature_maps(arch):
+def test_gradcam_candidate_layers_are_feature_maps_shallow_to_deep(arch):
     torch.manual_seed(0)
     model = build_model(arch, width=0.125).eval()
-    layers = gradcam_target_layers(model, arch)
-    assert layers and all(any(layer is m for m in model.modules()) for layer in layers)
+    candidates = gradcam_candidate_layers(model, arch)
+    modules = dict(model.named_modules())
+    assert candidates and all(modules[name] is layer for name, layer in candidates)
     if arch == "resnet50":
-        assert layers == [model.layer4[-1]]
+        deepest = model.layer4[-1]  # Sadre et al.'s target layer
     elif arch in COVIDNET_ARCHS:
-        assert layers == [model.stages[-1]]
+        deepest = model.stages[-1]
     else:
-        convs = [m for m in model.features if isinstance(m, nn.Conv2d)]
-        assert layers == [convs[-1]]
+        deepest = [m for m in model.features if isinstance(m, nn.ReLU)][-1]
+    assert candidates[-1][1] is deepest
     captured = {}
 
     def keep(_module, _inputs, output):
         output.retain_grad()
         captured["out"] = output
 
-    hook = layers[0].register_forward_hook(keep)
+    for module in model.modules():  # an in-place ReLU would overwrite the kept output
+        if isinstance(module, nn.ReLU):
+            module.inplace = False
+    hook = candidates[-1][1].register_forward_hook(keep)
     model(torch.rand(1, 3, 64, 64))[0, 2].backward()
     hook.remove()
     assert captured["out"].dim() == 4 and captured["out"].grad.abs().sum() > 0
 
 
-def test_gradcam_runs_on_the_target_layer():
+def test_gradcam_runs_on_a_candidate_layer():
     cam_module = pytest.importorskip("pytorch_grad_cam")
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
     model = build_model("covidnet_cxr3a", width=0.125).eval()
-    with cam_module.GradCAM(model=model, target_layers=gradcam_target_layers(model, "covidnet_cxr3a")) as cam:
+    layers = [layer for _, layer in gradcam_candidate_layers(model, "covidnet_cxr3a")[-1:]]
+    with cam_module.GradCAM(model=model, target_layers=layers) as cam:
         heat = cam(input_tensor=torch.rand(2, 3, 64, 64), targets=[ClassifierOutputTarget(0)] * 2)
     assert heat.shape == (2, 64, 64)
 

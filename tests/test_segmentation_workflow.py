@@ -22,6 +22,7 @@ TINY_CONFIG = {
     "phantom": {"n_train_per_class": 12, "n_test_per_class": 3, "second_image_prob": 0.0, "long_side": [64, 80],
                 "seg": {"n_train_tags": 4, "images_per_tag": 2, "n_nih": 3, "n_cohen": 3}},
     "store": {"long_side": 48},
+    "classification": {"architectures": ["covidnet_cxr3a"], "models": {"covidnet_cxr3a": {"input_size": 32}}},  # inputs the small store can serve
     "segmentation": {
         "threads": 1, "device": "cpu", "image_size": 32,
         "network": {"channels": [4, 8, 16], "num_res_units": 1},

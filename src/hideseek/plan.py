@@ -8,13 +8,15 @@ not import numpy, pandas or torch.
 
 from __future__ import annotations
 
+import logging
 import os
 import posixpath
 
-from .classification.recipes import resolve_recipe
+from .classification.recipes import TOP_CROP, resolve_recipe, store_side_needed
 from .errors import InputError
 from .vocabulary import is_covidnet
 
+log = logging.getLogger(__name__)
 # Tang et al.'s augmented segmentation set: six images <tag>0..5.png share <tag>mask.png.
 TANG_PAIRING = dict(image_regex=r"^(?P<tag>.+?)(?P<k>\d)\.png$", mask_name="{tag}mask.png", group="{tag}")
 # Cheapest first, measured per model on the phantom at the default scale: the source probe
@@ -29,6 +31,48 @@ def check_config(config: dict) -> None:
             "segmentation.masks: ground_truth uses the phantom's true lung masks, so it needs "
             f"classification_data.kind: phantom (this config has kind: {config['classification_data']['kind']}); "
             "use masks: predicted for your own images")
+    _check_audit_has_data(config)
+    _check_store_side(config)
+    _warn_unnormalised_pretrained(config)
+
+
+def _check_audit_has_data(config: dict) -> None:
+    """The audit (Grad-CAM, lung attention, test-time hiding, comparisons, the verdict) is
+    always on and measures every representation against the model trained on `data`."""
+    reps = config["classification"]["representations"]
+    if "data" not in reps:
+        raise InputError(
+            f"classification.representations: {reps} lacks data, so Grad-CAM, lung attention, test-time "
+            "hiding and the verdict would not be made (each compares against the model trained on the "
+            "unmasked images); add data to classification.representations")
+
+
+def _check_store_side(config: dict) -> None:
+    """Every classifier input is cut from the stored image without upsampling."""
+    long_side = config["store"]["long_side"]
+    sizes = {arch: resolve_recipe(config["classification"], arch)["input_size"]
+             for arch in config["classification"]["architectures"]}
+    arch = max(sizes, key=sizes.get)
+    needed = store_side_needed(sizes[arch])
+    if long_side < needed:
+        raise InputError(
+            f"store.long_side: {long_side} is below the {needed} px that {arch}'s classifier input of "
+            f"{sizes[arch]} px needs (input_size / {1 - TOP_CROP:g}: the input crops the top {TOP_CROP:.0%}), "
+            f"so every image would be upsampled; set store.long_side: {needed} or more, or lower "
+            f"{arch}'s input_size (classification.models.{arch}.input_size)")
+
+
+def _warn_unnormalised_pretrained(config: dict) -> None:
+    """ImageNet weights fed [0, 1] inputs (as the seed did) is allowed, but said."""
+    archs = [arch for arch in config["classification"]["architectures"]
+             if uses_pretrained(config["classification"], arch)
+             and resolve_recipe(config["classification"], arch)["normalize"] == "none"]
+    if archs:
+        log.warning(
+            "classification.pretrained: true, but %s train with normalize: none: ImageNet weights expect "
+            "ImageNet-normalised inputs (the seed fed them [0, 1] values); set "
+            "classification.recipes.torchvision.normalize: imagenet (or per model, classification.models.<arch>)",
+            ", ".join(archs))
 
 
 def dataset_description(config: dict) -> str:

@@ -39,6 +39,7 @@ rule gradcam:
         reps=CLS_REPS,
         n_images=AUDIT["gradcam"]["n_images"],
         sample_seed=AUDIT["gradcam"]["sample_seed"],
+        randomisation_max_correlation=AUDIT["gradcam"]["randomisation_max_correlation"],
     script:
         "../scripts/gradcam.py"
 

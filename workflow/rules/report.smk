@@ -7,6 +7,9 @@ rule verdict:
         index=store_files(rep_store("data"))["index"],
         comparisons=expand(f"{TABLES}/comparison_{{arch}}.csv", arch=CLS_ARCHS),
         attention=expand(f"{TABLES}/lung_attention_{{arch}}.csv", arch=CLS_ARCHS),
+        # which sources the boxed-out model recognises, and whether the masks differ by class
+        per_source=expand(f"{TABLES}/per_source_accuracy_{{arch}}.csv", arch=CLS_ARCHS),
+        mask_qc=f"{SEG}/mask_qc.csv",
         probe=source_probe_targets(),
         shortcut=f"{TABLES}/table1_shortcut.csv",
     output:
@@ -35,7 +38,10 @@ rule verdict:
         margin=AUDIT["margin"],
         learned_margin=AUDIT["learned_margin"],
         min_test_images=AUDIT["min_test_images"],
+        mask_difference_alpha=AUDIT["mask_difference_alpha"],
         ci_level=AUDIT["ci_level"],
+        n_boot=AUDIT["n_boot"],
+        boot_seed=AUDIT["boot_seed"],
         dataset=plan.dataset_description(config),
         notes=plan.verdict_notes(config),
     script:

@@ -8,4 +8,5 @@ with rule_logging(snakemake.log[0]):
     write_gradcam_outputs(snakemake.wildcards.arch, snakemake.input, p.reps, out.figure, out.attention,
                           out.per_image, out.picks, n_images=p.n_images, sample_seed=p.sample_seed,
                           device=snakemake.config["classification"]["device"], threads=snakemake.threads,
-                          n_boot=p.n_boot, boot_seed=p.boot_seed, level=p.level)
+                          n_boot=p.n_boot, boot_seed=p.boot_seed, level=p.level,
+                          randomisation_max_correlation=p.randomisation_max_correlation)

@@ -6,6 +6,8 @@ with rule_logging(snakemake.log[0]):
 
     p, inp = snakemake.params, snakemake.input
     verdict = build_verdict(inp.index, inp.comparisons, inp.attention, inp.get("probe"), p.archs,
-                            p.margin, p.learned_margin, inp.shortcut, min_test_images=p.min_test_images,
-                            level=p.ci_level)
+                            p.margin, p.learned_margin, inp.shortcut, per_source_csvs=inp.per_source,
+                            mask_qc_csv=inp.mask_qc, mask_difference_alpha=p.mask_difference_alpha,
+                            min_test_images=p.min_test_images, level=p.ci_level, n_boot=p.n_boot,
+                            boot_seed=p.boot_seed)
     write_verdict(verdict, snakemake.output.csv, snakemake.output.md, p.dataset, p.notes)

@@ -1,5 +1,7 @@
 """Figure 3: which test image per class, and the grid of Grad-CAMs (rows = true class,
-columns = representation, label = the prediction of the model trained on that representation)."""
+columns = representation, label = the prediction of the model trained on that representation,
+with the panel's lung energy share beside its chance level, the lung area share). The title
+names the CAM's target layer and native grid (``10×10 from layer2.3``)."""
 
 from __future__ import annotations
 
@@ -40,8 +42,10 @@ def pick_figure_images(own_predictions: dict[str, pd.DataFrame], reference: str 
     return pd.DataFrame(rows)
 
 
-def figure3(panels: list, reps, out_png, arch: str, grid, input_size: int, picks: pd.DataFrame, dpi: int = 130):
-    """Rows = true class, columns = representation; CAM of the predicted class over the input."""
+def figure3(panels: list, reps, out_png, arch: str, cam_text: str, input_size: int, picks: pd.DataFrame,
+            dpi: int = 130):
+    """Rows = true class, columns = representation; CAM of the predicted class over the input.
+    `cam_text`: the CAM's native grid and layer (:meth:`hideseek.audit.cam.CamLayer.describe`)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -61,14 +65,15 @@ def figure3(panels: list, reps, out_png, arch: str, grid, input_size: int, picks
             ax.imshow(panel["image"], cmap="gray", vmin=0, vmax=255)
             ax.imshow(panel["cam"], cmap="jet", alpha=0.4, vmin=0, vmax=1)
             ok = panel["predicted"] == cls
-            ax.set_xlabel(f"pred: {panel['predicted']}", color="black" if ok else "red", fontsize=9)
+            shares = (f"lung energy {panel['mask_energy']:.2f} (chance {panel['mask_area']:.2f})"
+                      if np.isfinite(panel["mask_energy"]) else "blank CAM: no energy")
+            ax.set_xlabel(f"pred: {panel['predicted']}\n{shares}", color="black" if ok else "red", fontsize=8)
             if r == 0:
                 ax.set_title(rep, fontsize=9)
             if c == 0:
                 rule = picks.set_index("true").loc[cls, "rule"] if cls in set(picks["true"]) else ""
                 ax.set_ylabel(f"{cls}\n{panel['image_id']}\n({rule})", fontsize=8)
-    grid_text = f"{grid[0]}×{grid[1]}" if grid else "?"
-    fig.suptitle(f"Figure 3 — {arch}\nGrad-CAM of the predicted class\n(native grid {grid_text}, "
-                 f"upsampled to {input_size} px)", fontsize=9)
+    fig.suptitle(f"Figure 3 — {arch}\nGrad-CAM of the predicted class\nnative grid {cam_text}, upsampled to "
+                 f"{input_size} px\nlung energy share (chance: lung area share)", fontsize=9)
     fig.tight_layout()
     save_figure_atomic(fig, out_png, dpi=dpi)

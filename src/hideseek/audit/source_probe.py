@@ -93,15 +93,14 @@ def run_source_probe(arch: str, recipe: dict, stores: dict, *, seed: int = 0, de
             split.labels = torch.tensor([code[s] for s in split.frame["source"].astype(str)], dtype=torch.int64)
             splits[part] = split
         probe_recipe = dict(recipe, class_weights=[1.0] * len(sources), sampler="balanced")
-
-        def build(arch_, num_classes, width, pretrained_weights=None):
-            return build_model(arch_, num_classes=len(sources), width=width)
-
         ckpt = checkpoint_root or tempfile.mkdtemp(prefix="source_probe_")
+        # The sources are the labels: one output, one history column and one share of the
+        # selection's balanced accuracy each, however many there are.
         result = training.train_classifier(arch, probe_recipe, splits["train"], splits["val"], seed,
-                                           f"{ckpt}/{rep}", device=device, threads=threads, build=build,
+                                           f"{ckpt}/{rep}", device=device, threads=threads, labels=sources,
                                            progress=False, checkpoint_every=0)
-        model = build(arch, len(sources), probe_recipe["width"])
+        log.info("source probe on %s, selected epoch %d:\n%s", rep, result.best_epoch, result.history.to_string())
+        model = build_model(arch, num_classes=len(sources), width=probe_recipe["width"])
         model.load_state_dict(result.best_state)
         dev = resolve_device(device, "classification.device")
         perf = performance_settings(probe_recipe, dev)

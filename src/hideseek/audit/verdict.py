@@ -5,12 +5,16 @@ Each architecture gets one of :data:`VERDICTS` (see :func:`judge`): ``non_lung_s
 model trained and tested with the lungs boxed out still beats chance + margin), ``no_evidence``
 (the full-image model learned, the boxed-out one did not clear the bar) or ``inconclusive``
 (too few test images, no boxed-out model, or a full-image model that did not learn, so a
-boxed-out model at chance proves nothing)."""
+boxed-out model at chance proves nothing).
+
+Around the verdict, the evidence an auditor acts on: whether the lung masks themselves differ by
+class (:mod:`hideseek.audit.mask_evidence`), the sources on which the boxed-out model is most
+accurate, and whether the Grad-CAM passes the weight-randomisation test (Adebayo et al. 2018:
+a CAM that does not change when the weights are re-initialised is void as evidence)."""
 
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -18,6 +22,9 @@ import pandas as pd
 
 from ..io import read_table, write_csv_atomic, write_text_atomic
 from ..stats import accuracy_power
+from .evidence import (MIN_SOURCE_IMAGES, attention_evidence, optional_path, probe_evidence, shortcut_evidence,
+                       source_evidence)
+from .mask_evidence import MASK_COLUMNS, mask_evidence, mask_section
 
 log = logging.getLogger(__name__)
 
@@ -90,10 +97,13 @@ def judge(row: dict) -> tuple[str, str]:
 
 def verdict_row(arch: str, own: pd.DataFrame, chance: float, margin: float, learned_margin: float,
                 attention: dict | None = None, probe: dict | None = None, shortcut: dict | None = None, *,
-                min_test_images: int = 30, level: float = 0.95) -> dict:
+                sources: list[dict] | None = None, masks: dict | None = None, min_test_images: int = 30,
+                level: float = 0.95) -> dict:
     """One architecture's verdict (:data:`VERDICT_COLUMNS`) from its representation comparison
     (`own`, the output of :func:`hideseek.audit.comparisons.representation_comparison`), its lung
-    attention, the source probe and Table 1's source-only rule (`shortcut`)."""
+    attention, the source probe, Table 1's source-only rule (`shortcut`), its boxed-out model's
+    best sources (:func:`source_evidence`; None: no per-source table) and the mask evidence
+    (:func:`hideseek.audit.mask_evidence.mask_evidence`; the same for every architecture)."""
     n_images, n_patients = size_of_test_set(own)
     power = accuracy_power(n_patients, chance, margin, level)
     row = {"arch": arch, "chance": chance, "margin": margin, "learned_margin": learned_margin,
@@ -109,6 +119,10 @@ def verdict_row(arch: str, own: pd.DataFrame, chance: float, margin: float, lear
     row["lung_attention_data_ci_low"] = attention.get("ci_low", np.nan)
     row["lung_attention_data_ci_high"] = attention.get("ci_high", np.nan)
     row["lung_energy_share_data"] = attention.get("share", np.nan)
+    row["cam_randomisation_spearman"] = attention.get("randomisation_spearman", np.nan)
+    row["cam_randomisation_spearman_ci_low"] = attention.get("randomisation_spearman_ci_low", np.nan)
+    row["cam_randomisation_spearman_ci_high"] = attention.get("randomisation_spearman_ci_high", np.nan)
+    row["cam_depends_on_weights"] = attention.get("depends_on_weights", np.nan)
     probe, shortcut = probe or {}, shortcut or {}
     # The probe trains with a source-balanced sampler, so it is judged by balanced accuracy
     # (mean recall over a class's sources) against 1 / n_sources; its plain accuracy and the
@@ -117,8 +131,70 @@ def verdict_row(arch: str, own: pd.DataFrame, chance: float, margin: float, lear
     row["source_probe_balanced_chance"] = probe.get("balanced_chance", np.nan)
     row["source_only_accuracy"] = shortcut.get("accuracy", np.nan)
     row["source_only_chance"] = shortcut.get("chance", np.nan)
+    row.update(_source_columns(sources))
+    row.update(masks or mask_evidence(None, None, np.nan))
     row["paragraph"] = verdict_paragraph(row)
     return row
+
+
+def _cell_text(cell: dict) -> str:
+    return (f"{cell['source']} ({cell['true']}) {fmt_ci(cell['accuracy'], cell['ci_low'], cell['ci_high'])}, "
+            f"{cell['n_images']} images")
+
+
+def _source_columns(sources: list[dict] | None) -> dict:
+    """The boxed_out_* source columns from :func:`source_evidence`'s cells (best first): the named
+    cells as text ('' when none has MIN_SOURCE_IMAGES images, NaN without a per-source table) and
+    the best one's numbers."""
+    row = {"min_source_images": MIN_SOURCE_IMAGES, "boxed_out_top_sources": np.nan, "boxed_out_best_source": np.nan,
+           "boxed_out_best_source_accuracy": np.nan, "boxed_out_best_source_ci_low": np.nan,
+           "boxed_out_best_source_ci_high": np.nan}
+    if sources is None:
+        return row
+    row["boxed_out_top_sources"] = "; ".join(_cell_text(cell) for cell in sources)
+    if sources:
+        best = sources[0]
+        row.update(boxed_out_best_source=f"{best['source']} ({best['true']})", boxed_out_best_source_accuracy=
+                   best["accuracy"], boxed_out_best_source_ci_low=best["ci_low"], boxed_out_best_source_ci_high=
+                   best["ci_high"])
+    return row
+
+
+def attention_is_void(row) -> bool:
+    """True when the randomisation test found the CAM independent of the weights (unknown: False)."""
+    depends = row.get("cam_depends_on_weights", np.nan)
+    return depends is not None and not pd.isna(depends) and not bool(depends)
+
+
+def _attention_sentence(row: dict) -> str | None:
+    """The lung attention of the data model, or why it is void; None without attention."""
+    rho = fmt_ci(row["cam_randomisation_spearman"], row["cam_randomisation_spearman_ci_low"],
+                 row["cam_randomisation_spearman_ci_high"], digits=2)
+    if attention_is_void(row):
+        return ("Its lung attention evidence is void: its Grad-CAM does not depend on the weights (rank correlation "
+                f"with the CAMs of the same architecture re-initialised, on the same images, {rho}; the randomisation "
+                "test of Adebayo et al. 2018), so the CAM says nothing about what this model reads.")
+    ratio = row.get("lung_attention_data", np.nan)
+    if not np.isfinite(ratio):
+        return None
+    passed = (f" Its CAM depends on the weights (rank correlation with a re-initialised model's CAMs {rho})."
+              if np.isfinite(row["cam_randomisation_spearman"]) else "")
+    return (f"On the full images, {row['lung_energy_share_data']:.0%} of its Grad-CAM energy lies inside "
+            f"the lung mask: {ratio:.2f}× the mask's share of the image area "
+            f"(CI {row['lung_attention_data_ci_low']:.2f}–{row['lung_attention_data_ci_high']:.2f}; "
+            f"1 = no preference for the lungs; read it with the CAM's coarse native grid in mind).{passed}")
+
+
+def _source_sentence(row: dict) -> str | None:
+    named = row["boxed_out_top_sources"]
+    if not isinstance(named, str):
+        return None
+    if not named:
+        return (f"No class × source cell of its boxed-out test set has the {row['min_source_images']} images needed "
+                "to name a source.")
+    return (f"With the lungs boxed out it is most accurate on {named} (class × source cells of at least "
+            f"{row['min_source_images']} test images, `results/tables/per_source_accuracy_{row['arch']}.csv`; a "
+            "cell's accuracy is its class's recall on that source, so compare it with the class's other sources).")
 
 
 def verdict_paragraph(row: dict) -> str:
@@ -129,12 +205,10 @@ def verdict_paragraph(row: dict) -> str:
              f"{row['chance']:.3f}); a model trained and tested with both lungs boxed out reaches {boxed}, one with "
              f"the lungs removed (mask only) {removed}.",
              f"Verdict **{row['verdict']}**: {row['verdict_reason']}"]
-    ratio = row.get("lung_attention_data", np.nan)
-    if np.isfinite(ratio):
-        parts.append(f"On the full images, {row['lung_energy_share_data']:.0%} of its Grad-CAM energy lies inside "
-                     f"the lung mask: {ratio:.2f}× the mask's share of the image area "
-                     f"(CI {row['lung_attention_data_ci_low']:.2f}–{row['lung_attention_data_ci_high']:.2f}; "
-                     "1 = no preference for the lungs; read it with the CAM's coarse native grid in mind).")
+    if row["verdict"] == "non_lung_signal" and row["masks_differ_by_class"]:
+        parts.append("The lung masks differ by class (see 'The lung masks'): part of the boxed-out accuracy may "
+                     "come from the masks themselves.")
+    parts += [s for s in (_source_sentence(row), _attention_sentence(row)) if s]
     if np.isfinite(row.get("source_probe_balanced_accuracy", np.nan)):
         parts.append(f"A source probe trained on the full images predicts the data source within each class "
                      f"with balanced accuracy {row['source_probe_balanced_accuracy']:.3f} (chance "
@@ -149,7 +223,12 @@ VERDICT_COLUMNS = [
     "boxed_out_detectable_accuracy",
     *(f"acc_{rep}{end}" for rep in REPRESENTATION_ORDER for end in ("", "_ci_low", "_ci_high")),
     "lung_attention_data", "lung_attention_data_ci_low", "lung_attention_data_ci_high", "lung_energy_share_data",
+    "cam_randomisation_spearman", "cam_randomisation_spearman_ci_low", "cam_randomisation_spearman_ci_high",
+    "cam_depends_on_weights",
     "source_probe_balanced_accuracy", "source_probe_balanced_chance", "source_only_accuracy", "source_only_chance",
+    "min_source_images", "boxed_out_top_sources", "boxed_out_best_source", "boxed_out_best_source_accuracy",
+    "boxed_out_best_source_ci_low", "boxed_out_best_source_ci_high",
+    *MASK_COLUMNS,
     "paragraph",
 ]
 
@@ -222,7 +301,8 @@ def power_paragraph(verdict: pd.DataFrame) -> str:
 
 
 def summary_markdown(verdict: pd.DataFrame, dataset: str, notes=()) -> str:
-    lines = ["# Audit summary", "", f"Data: {dataset}.", "", *data_section(verdict), "## Verdicts", "",
+    lines = ["# Audit summary", "", f"Data: {dataset}.", "", *data_section(verdict), *mask_section(verdict.iloc[0]),
+             "## Verdicts", "",
              power_paragraph(verdict), "",
              "`verdict`: `non_lung_signal` when a model trained and tested with both lungs boxed out has an "
              "accuracy CI (patients resampled within class) whose lower bound exceeds chance (the majority-class "
@@ -237,7 +317,8 @@ def summary_markdown(verdict: pd.DataFrame, dataset: str, notes=()) -> str:
         "lungs_boxed_out": [fmt_ci(r.acc_lungs_boxed_out, r.acc_lungs_boxed_out_ci_low,
                                    r.acc_lungs_boxed_out_ci_high) for r in verdict.itertuples()],
         "chance": [f"{c:.3f}" for c in verdict["chance"]],
-        "lung attention (data)": [f"{v:.2f}" if np.isfinite(v) else "–" for v in verdict["lung_attention_data"]],
+        "lung attention (data)": ["void" if attention_is_void(r) else f"{r['lung_attention_data']:.2f}"
+                                  if np.isfinite(r["lung_attention_data"]) else "–" for _, r in verdict.iterrows()],
         "source probe (balanced acc.)": [f"{v:.3f}" if np.isfinite(v) else "–"
                                          for v in verdict["source_probe_balanced_accuracy"]],
         "learned": verdict["learned"],
@@ -251,63 +332,26 @@ def summary_markdown(verdict: pd.DataFrame, dataset: str, notes=()) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _optional_path(paths) -> str | os.PathLike | None:
-    """The first of `paths` (a path, a list of paths, or nothing): an optional rule input."""
-    if paths is None or isinstance(paths, (str, os.PathLike)):
-        return paths
-    paths = list(paths)
-    return paths[0] if paths else None
-
-
-def probe_evidence(probe_csv) -> dict:
-    """The source probe's balanced accuracy and its chance on ``data`` over all classes; empty
-    without a probe table (probe disabled) or without that value (probe skipped)."""
-    path = _optional_path(probe_csv)
-    if path is None:
-        return {}
-    table = read_table(path)
-    hit = table[(table["representation"] == "data") & (table["true_class"] == "all")]
-    if "balanced_accuracy" not in table.columns or not len(hit) or pd.isna(hit.iloc[0]["balanced_accuracy"]):
-        return {}
-    return dict(balanced_accuracy=float(hit.iloc[0]["balanced_accuracy"]),
-                balanced_chance=float(hit.iloc[0]["balanced_chance"]))
-
-
-def shortcut_evidence(shortcut_csv) -> dict:
-    """Table 1's source-only rule (``table1_shortcut.csv``): its test accuracy and chance; empty
-    without the table."""
-    path = _optional_path(shortcut_csv)
-    if path is None:
-        return {}
-    value = read_table(path).set_index("metric")["value"]
-    return dict(accuracy=float(value["source-only accuracy"]), chance=float(value["chance (majority class of test)"]))
-
-
-def attention_evidence(attention: pd.DataFrame) -> dict:
-    """The lung-mask attention ratio (with CI) and energy share of the ``data`` model over all
-    classes, from a lung attention table; empty if it has no such row."""
-    hit = attention[(attention["representation"] == "data") & (attention["true_class"] == "all")]
-    if not len(hit):
-        return {}
-    r = hit.iloc[0]
-    return dict(ratio=r["mask_ratio"], ci_low=r["mask_ratio_ci_low"], ci_high=r["mask_ratio_ci_high"],
-                share=r["mask_energy_share"])
-
-
 def build_verdict(index_csv, comparison_csvs: Sequence, attention_csvs: Sequence, probe_csv, archs: Sequence,
-                  margin: float, learned_margin: float, shortcut_csv=None, *, min_test_images: int = 30,
-                  level: float = 0.95) -> pd.DataFrame:
+                  margin: float, learned_margin: float, shortcut_csv=None, *, per_source_csvs: Sequence | None = None,
+                  mask_qc_csv=None, mask_difference_alpha: float = 0.05, min_test_images: int = 30,
+                  level: float = 0.95, n_boot: int = 1000, boot_seed: int = 0) -> pd.DataFrame:
     """The verdict frame (:data:`VERDICT_COLUMNS`, one row per architecture of `archs`, whose
-    comparison and lung attention tables come in the same order). Chance is the majority-class
-    rate of the test images in `index_csv`; `probe_csv` and `shortcut_csv` (Table 1's
-    source-only rule) may be absent (None or empty)."""
+    comparison, lung attention and per-source tables come in the same order). Chance is the
+    majority-class rate of the test images in `index_csv`; `probe_csv`, `shortcut_csv` (Table 1's
+    source-only rule), `per_source_csvs` and `mask_qc_csv` may be absent (None or empty)."""
     index = read_table(index_csv)
     chance = chance_level(index.loc[index["partition"] == "test", "label"])
     probe, shortcut = probe_evidence(probe_csv), shortcut_evidence(shortcut_csv)
+    qc_path = optional_path(mask_qc_csv)
+    masks = mask_evidence(read_table(qc_path) if qc_path is not None else None, index, mask_difference_alpha,
+                          n_boot=n_boot, seed=boot_seed, level=level)
+    per_source = list(per_source_csvs) if per_source_csvs else [None] * len(archs)
     rows = [verdict_row(arch, read_table(comparison), chance, margin, learned_margin,
                         attention_evidence(read_table(attention)), probe, shortcut,
+                        sources=None if sources is None else source_evidence(read_table(sources)), masks=masks,
                         min_test_images=min_test_images, level=level)
-            for arch, comparison, attention in zip(archs, comparison_csvs, attention_csvs)]
+            for arch, comparison, attention, sources in zip(archs, comparison_csvs, attention_csvs, per_source)]
     return pd.DataFrame(rows)[VERDICT_COLUMNS]
 
 

@@ -17,8 +17,7 @@ from ..data.store import ImageStore
 from ..errors import InputError
 from ..resize import resize
 from ..vocabulary import CLASSES
-
-TOP_CROP = 0.08  # COVID-Net and the seed cut the top 8 % (burned-in text) before anything else
+from .recipes import TOP_CROP
 
 
 def classifier_input(gray: np.ndarray, size: int) -> np.ndarray:

@@ -304,19 +304,21 @@ def build_model(
     return model
 
 
-def gradcam_target_layers(model: nn.Module, arch: str) -> list[nn.Module]:
-    """The layer(s) whose activations Grad-CAM uses.
+def gradcam_candidate_layers(model: nn.Module, arch: str) -> list[tuple[str, nn.Module]]:
+    """The feature maps Grad-CAM may target, shallow to deep, as (module path, module).
 
-    resnet50: ``layer4[-1]`` (as Sadre et al.); alexnet / vgg11: the last ``Conv2d`` of
-    ``features``; covidnet: the last PEPX stage (its output is the final feature map).
+    resnet50: every bottleneck block of ``layer1`` … ``layer4`` (``layer4.2`` is Sadre et al.'s
+    ``layer4[-1]``); alexnet / vgg11: the rectified output (``ReLU``) of every conv block of
+    ``features``; covidnet: every PEPX stage (a stage's output is its feature map). Which one a
+    CAM uses depends on the input size: :func:`hideseek.audit.cam.choose_cam_layer`.
     """
     _check_arch(arch)
     if arch == "resnet50":
-        return [model.layer4[-1]]
+        return [(f"{stage}.{k}", block) for stage in ("layer1", "layer2", "layer3", "layer4")
+                for k, block in enumerate(getattr(model, stage))]
     if arch in COVIDNET_ARCHS:
-        return [model.stages[-1]]
-    convs = [m for m in model.features if isinstance(m, nn.Conv2d)]
-    return [convs[-1]]
+        return [(f"stages.{k}", stage) for k, stage in enumerate(model.stages)]
+    return [(f"features.{k}", module) for k, module in enumerate(model.features) if isinstance(module, nn.ReLU)]
 
 
 def count_parameters(model: nn.Module) -> int:

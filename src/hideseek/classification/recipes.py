@@ -1,13 +1,16 @@
 """Classifier recipes: the paper's per family, updated by the per-architecture settings.
 
 A recipe is a flat dict (see ``config/README.md``): optimizer settings, epochs, batch size,
-class weights, sampler, augmentation, input size and performance switches. Standard library
-only: the rule files resolve recipes at scheduling time without importing numpy or torch.
+class weights, sampler, augmentation, input size, input normalisation and performance
+switches. Standard library only: the rule files resolve recipes at scheduling time without
+importing numpy or torch; for the same reason the classifier input's top crop is defined here
+(:mod:`.inputs` applies it, :mod:`hideseek.plan` checks the store is large enough for it).
 """
 
 from __future__ import annotations
 
 import json
+import math
 
 from ..errors import InputError
 from ..vocabulary import is_covidnet
@@ -16,8 +19,16 @@ from ..vocabulary import is_covidnet
 RECIPE_KEYS = (
     "family", "input_size", "width", "epochs", "batch_size", "lr", "weight_decay", "betas",
     "class_weights", "sampler", "covid_percent", "augment", "pretrained", "precision",
-    "channels_last", "eval_batch_size", "bn_recalibration_images", "train_images_per_class",
+    "channels_last", "eval_batch_size", "bn_recalibration_images", "train_images_per_class", "normalize",
 )
+
+TOP_CROP = 0.08  # COVID-Net and the seed cut the top 8 % (burned-in text) before anything else
+
+
+def store_side_needed(input_size: int) -> int:
+    """The smallest stored long side from which a classifier input of `input_size` px is cut
+    without upsampling: the top crop leaves ``1 - TOP_CROP`` of the height (input / 0.92)."""
+    return math.ceil(round(input_size / (1 - TOP_CROP), 6))  # round: 92 / 0.92 must give 100, not 101
 
 
 def recipe_family(arch: str) -> str:

@@ -24,6 +24,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import sys
 import time
@@ -36,9 +37,10 @@ import pandas as pd
 
 from .. import checkpoints
 from ..devices import resolve_device
+from ..errors import InputError
 from ..io import atomic_path, write_csv_atomic, write_text_atomic
 from ..seeding import seed_everything
-from ..vocabulary import CLASS_KEYS, CLASSES
+from ..vocabulary import CLASSES
 from .augment import AugmentConfig, augment_batch
 from .inputs import Split, split_fingerprint
 from .performance import autocast, make_optimizer, performance_settings, to_model_input
@@ -49,12 +51,24 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "last.pt"
 
-HISTORY_COLUMNS = [
-    "epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "val_balanced_accuracy",
-    "val_sens_normal", "val_sens_pneumonia", "val_sens_covid_19", "train_images", "train_seconds",
-    "train_images_per_s", "val_seconds", "checkpoint_seconds", "selected",
-]
-_ROW_COLUMNS = HISTORY_COLUMNS[:-1]  # one epoch's row; "selected" is known only at the end
+
+
+def label_keys(labels) -> list[str]:
+    """Each label in snake_case, as in the history's ``val_sens_<key>`` columns: the diagnosis
+    classes give ``normal``, ``pneumonia``, ``covid_19``; the source probe's sources their own."""
+    keys = [re.sub(r"[^0-9a-z]+", "_", str(label).lower()).strip("_") for label in labels]
+    clashes = sorted({k for k in keys if keys.count(k) > 1 or not k})
+    if clashes:
+        raise InputError(f"labels {list(labels)} do not give one distinct column name each ({clashes}): "
+                         "rename them in the data (e.g. the split files' source column)")
+    return keys
+
+
+def history_columns(keys) -> list[str]:
+    """One epoch's row of the history (the table adds ``selected`` at the end), for label `keys`."""
+    return ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "val_balanced_accuracy",
+            *(f"val_sens_{key}" for key in keys), "train_images", "train_seconds", "train_images_per_s",
+            "val_seconds", "checkpoint_seconds"]
 
 
 @dataclass
@@ -63,6 +77,7 @@ class TrainResult:
     best_epoch: int
     best_state: dict
     info: dict
+    labels: tuple = CLASSES  # the targets' names, in the order of the model's outputs
 
 
 @dataclass
@@ -124,17 +139,13 @@ def recalibrate_batchnorm(model, images_u8, perf: dict, batch_size: int, n_image
     return len(norms)
 
 
-def class_metrics(true: np.ndarray, pred: np.ndarray) -> dict:
-    """Accuracy, balanced accuracy and per-class sensitivity (NaN for a class absent from `true`)."""
-    out = dict(accuracy=float(np.mean(true == pred)) if len(true) else float("nan"))
-    sens = []
-    for index, label in enumerate(CLASSES):
-        of_class = true == index
-        value = float(np.mean(pred[of_class] == index)) if of_class.any() else float("nan")
-        out[f"sens_{label}"] = value
-        sens.append(value)
-    out["balanced_accuracy"] = float(np.nanmean(sens)) if not all(math.isnan(s) for s in sens) else float("nan")
-    return out
+def class_metrics(true: np.ndarray, pred: np.ndarray, n_classes: int) -> dict:
+    """Accuracy, balanced accuracy (the mean over the classes present in `true`) and
+    ``sensitivity``, one per class 0 .. n_classes - 1 (NaN for a class absent from `true`)."""
+    sens = [float(np.mean(pred[true == index] == index)) if (true == index).any() else float("nan")
+            for index in range(n_classes)]
+    return dict(accuracy=float(np.mean(true == pred)) if len(true) else float("nan"), sensitivity=sens,
+                balanced_accuracy=float(np.nanmean(sens)) if not all(math.isnan(s) for s in sens) else float("nan"))
 
 
 def _selection_key(row: dict) -> tuple:
@@ -144,21 +155,23 @@ def _selection_key(row: dict) -> tuple:
     return (-math.inf if math.isnan(score) else score, -row["val_loss"])
 
 
-def _fingerprint(arch: str, seed: int, recipe: dict, pretrained_weights, train: Split, val: Split) -> str:
-    """What a checkpoint must match to be resumed: architecture, seed, recipe, weights, data."""
+def _fingerprint(arch: str, seed: int, recipe: dict, pretrained_weights, train: Split, val: Split, labels) -> str:
+    """What a checkpoint must match to be resumed: architecture, seed, recipe, weights, data, labels."""
     return hashlib.sha1(json.dumps(
         dict(arch=arch, seed=seed, recipe=recipe, pretrained=str(pretrained_weights) if recipe["pretrained"] else None,
-             train=split_fingerprint(train), val=split_fingerprint(val)), sort_keys=True).encode()).hexdigest()
+             train=split_fingerprint(train), val=split_fingerprint(val), labels=list(labels)),
+        sort_keys=True).encode()).hexdigest()
 
 
-def _new_run(arch: str, recipe: dict, seed: int, dev, pretrained_weights, build: Callable | None) -> tuple[_Run, dict]:
+def _new_run(arch: str, recipe: dict, seed: int, dev, pretrained_weights, build: Callable | None,
+             n_classes: int) -> tuple[_Run, dict]:
     """A fresh run on `dev` and the performance settings it trains with."""
     import torch
 
     if build is None:
         from .models import build_model as build
     perf = performance_settings(recipe, dev)
-    model = build(arch, num_classes=len(CLASSES), width=recipe["width"],
+    model = build(arch, num_classes=n_classes, width=recipe["width"],
                   pretrained_weights=pretrained_weights if recipe["pretrained"] else None)
     model = model.to(dev, memory_format=torch.channels_last if perf["channels_last"] else torch.preserve_format)
     optimizer, fused = make_optimizer(model, recipe, dev)
@@ -229,9 +242,9 @@ def train_one_epoch(run: _Run, sampler, data: _OnDevice, recipe: dict, perf: dic
                 train_seconds=seconds, train_images_per_s=seen / seconds if seconds > 0 else float("nan"))
 
 
-def validate(model, data: _OnDevice, val: Split, recipe: dict, perf: dict) -> dict:
-    """Recalibrate BatchNorm, then score `val`; the history's val_* fields (val_seconds
-    includes the recalibration)."""
+def validate(model, data: _OnDevice, val: Split, recipe: dict, perf: dict, keys) -> dict:
+    """Recalibrate BatchNorm, then score `val` on the label `keys` (:func:`label_keys`); the
+    history's val_* fields (val_seconds includes the recalibration)."""
     import torch.nn.functional as F
 
     started = time.perf_counter()
@@ -240,9 +253,10 @@ def validate(model, data: _OnDevice, val: Split, recipe: dict, perf: dict) -> di
                           n_images)
     logits = predict_logits(model, data.val_images, perf, recipe["eval_batch_size"])
     val_loss = float(F.cross_entropy(logits, val.labels)) if len(val) else float("nan")
-    metrics = class_metrics(val.labels.numpy(), logits.argmax(1).numpy())
+    metrics = class_metrics(val.labels.numpy(), logits.argmax(1).numpy(), len(keys))
     return dict(val_loss=val_loss, val_accuracy=metrics["accuracy"], val_balanced_accuracy=metrics["balanced_accuracy"],
-                **{f"val_sens_{CLASS_KEYS[c]}": metrics[f"sens_{c}"] for c in CLASSES}, val_seconds=time.perf_counter() - started)
+                **{f"val_sens_{key}": value for key, value in zip(keys, metrics["sensitivity"])},
+                val_seconds=time.perf_counter() - started)
 
 
 def _record(run: _Run, row: dict) -> None:
@@ -270,24 +284,15 @@ def checkpoint_payload(run: _Run, epoch: int, fingerprint: str, arch: str, seed:
     )
 
 
-def train_classifier(
-    arch: str,
-    recipe: dict,
-    train: Split,
-    val: Split,
-    seed: int,
-    checkpoint_dir: str | os.PathLike,
-    *,
-    device: str = "auto",
-    threads: int = 1,
-    pretrained_weights: str | None = None,
-    build: Callable | None = None,
-    progress: bool = True,
-    stop_after_epoch: int | None = None,
-    checkpoint_every: int = 1,
-) -> TrainResult:
+def train_classifier(arch: str, recipe: dict, train: Split, val: Split, seed: int, checkpoint_dir: str | os.PathLike,
+                     *, device: str = "auto", threads: int = 1, pretrained_weights: str | None = None,
+                     build: Callable | None = None, progress: bool = True, stop_after_epoch: int | None = None,
+                     checkpoint_every: int = 1, labels=CLASSES) -> TrainResult:
     """Train `arch` with `recipe` on `train`, select the epoch on `val`; resume from
     `checkpoint_dir` if it holds a checkpoint of the same run.
+
+    `labels` names the targets (the splits' labels index it; the source probe's are sources): one
+    model output and one history column ``val_sens_<label>`` each; selection averages over all.
 
     `build(arch, num_classes=, width=, pretrained_weights=)` makes the model (default:
     :func:`hideseek.classification.models.build_model`). `stop_after_epoch` ends the call right
@@ -300,12 +305,13 @@ def train_classifier(
     dev = resolve_device(device, "classification.device")
     if dev.type == "cpu":
         torch.set_num_threads(max(1, int(threads)))
-    run, perf = _new_run(arch, recipe, seed, dev, pretrained_weights, build)
+    keys = label_keys(labels)
+    run, perf = _new_run(arch, recipe, seed, dev, pretrained_weights, build, len(labels))
     sampler = make_sampler(recipe, train.labels, run.generators["sampler"])
     augment_cfg = AugmentConfig.from_config(recipe["augment"])
     class_weights = torch.tensor(recipe["class_weights"], dtype=torch.float32, device=dev)
 
-    fingerprint = _fingerprint(arch, seed, recipe, pretrained_weights, train, val)
+    fingerprint = _fingerprint(arch, seed, recipe, pretrained_weights, train, val, labels)
     checkpoint_path = Path(checkpoint_dir) / CHECKPOINT_NAME
     start_epoch = resume(run, checkpoint_path, fingerprint)
 
@@ -315,8 +321,8 @@ def train_classifier(
     for epoch in range(start_epoch, recipe["epochs"] + 1):
         fields = dict(epoch=epoch, **train_one_epoch(run, sampler, data, recipe, perf, augment_cfg, class_weights,
                                                      f"{arch} epoch {epoch}/{recipe['epochs']}", progress),
-                      **validate(run.model, data, val, recipe, perf), checkpoint_seconds=0.0)
-        row = {column: fields[column] for column in _ROW_COLUMNS}
+                      **validate(run.model, data, val, recipe, perf, keys), checkpoint_seconds=0.0)
+        row = {column: fields[column] for column in history_columns(keys)}
         _record(run, row)
         # The checkpoint after the last epoch is skipped: the outputs are written right away,
         # and a kill before they are complete just repeats the last epoch.
@@ -329,21 +335,21 @@ def train_classifier(
             writer.wait()
             raise KeyboardInterrupt(f"stopped after epoch {epoch} (stop_after_epoch)")
     writer.wait()
-    return _result(run, arch, seed, recipe, len(train), len(val), pretrained_weights, perf)
+    return _result(run, arch, seed, recipe, len(train), len(val), pretrained_weights, perf, tuple(labels))
 
 
 def _result(run: _Run, arch: str, seed: int, recipe: dict, n_train: int, n_val: int, pretrained_weights,
-            perf: dict) -> TrainResult:
+            perf: dict, labels: tuple) -> TrainResult:
     """The history table (with the selected epoch marked), the selected weights, the run's info."""
     import torch
 
-    frame = pd.DataFrame(run.history, columns=_ROW_COLUMNS)
+    frame = pd.DataFrame(run.history, columns=history_columns(label_keys(labels)))
     frame["selected"] = frame["epoch"] == run.best_epoch
     info = dict(arch=arch, seed=seed, best_epoch=run.best_epoch, epochs=recipe["epochs"], n_train=n_train, n_val=n_val,
                 recipe=recipe, pretrained_weights=str(pretrained_weights) if recipe["pretrained"] else None,
                 selection="validation balanced accuracy (mean per-class sensitivity), ties: lower val loss",
                 torch_version=torch.__version__, **perf)
-    return TrainResult(history=frame, best_epoch=run.best_epoch, best_state=run.best_state, info=info)
+    return TrainResult(history=frame, best_epoch=run.best_epoch, best_state=run.best_state, info=info, labels=labels)
 
 
 def write_training_outputs(result: TrainResult, model_path, history_path, info_path, extra: dict | None = None) -> None:
@@ -352,7 +358,7 @@ def write_training_outputs(result: TrainResult, model_path, history_path, info_p
 
     info = dict(result.info, **(extra or {}))
     with atomic_path(model_path) as tmp:
-        torch.save(dict(format=MODEL_FORMAT, arch=info["arch"], classes=list(CLASSES),
+        torch.save(dict(format=MODEL_FORMAT, arch=info["arch"], classes=list(result.labels),
                         state_dict=result.best_state, epoch=result.best_epoch, recipe=info["recipe"],
                         info=json.loads(json.dumps(info, default=str))), tmp)
     write_csv_atomic(result.history, history_path)
