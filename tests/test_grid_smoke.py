@@ -91,6 +91,7 @@ def test_pretrained_weights_come_from_a_local_file_or_the_fetch_rule(tmp_path):
     config = copy.deepcopy(TINY)
     config["classification"].update(architectures=["resnet50", "covidnet_cxr3a"], pretrained=True,
                                     pretrained_files={"resnet50": str(weights)})
+    config["classification"]["models"]["resnet50"] = {"input_size": 32}  # what the small store can serve
     local = snakemake(tmp_path, "results/tables/table7_resnet50.md", "-n", config=config)
     assert local.returncode == 0, local.stderr[-3000:]
     assert str(weights) in local.stdout and "fetch_pretrained_weights" not in local.stdout
@@ -150,9 +151,10 @@ def test_operational_settings_rerun_nothing(tmp_path):
 def test_changing_one_architectures_recipe_reruns_only_its_jobs(tmp_path):
     config = copy.deepcopy(TINY)
     config["classification"]["architectures"] = ["covidnet_cxr3a", "resnet50"]
+    config["classification"]["models"]["resnet50"] = {"input_size": 32}  # what the small store can serve
     finished_tree(tmp_path, config)
 
-    config["classification"]["models"]["resnet50"] = {"lr": 3e-4}
+    config["classification"]["models"]["resnet50"]["lr"] = 3e-4
     changed = snakemake(tmp_path, "-n", config=config)
     assert changed.returncode == 0, changed.stderr[-3000:]
     jobs = planned_jobs(changed)
