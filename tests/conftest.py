@@ -15,6 +15,17 @@ SHARED_REAL = Path(os.environ.get("HIDESEEK_SHARED_REAL", REPO.parent / "shared"
 
 
 @pytest.fixture
+def config() -> dict:
+    """The embedded default config (config/config.yaml), schema-checked: a fresh copy per test."""
+    import yaml
+    from snakemake.utils import validate
+
+    shipped = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    validate(shipped, str(REPO / "workflow" / "schemas" / "config.schema.yaml"))
+    return shipped
+
+
+@pytest.fixture
 def shared_real() -> Path:
     if not (SHARED_REAL / "cls-mini" / "labels.txt").is_file():
         pytest.skip(f"real radiograph fixtures not found at {SHARED_REAL} (set HIDESEEK_SHARED_REAL)")

@@ -1,23 +1,9 @@
 """hideseek.plan: what the rule files derive from the config (standard library only)."""
 
-import copy
-
 import pytest
-import yaml
-from snakemake.utils import validate
 
-from conftest import REPO
 from hideseek import plan
 from hideseek.errors import InputError
-
-SCHEMA = str(REPO / "workflow" / "schemas" / "config.schema.yaml")
-
-
-@pytest.fixture
-def config():
-    shipped = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    validate(shipped, SCHEMA)
-    return copy.deepcopy(shipped)
 
 
 def test_ground_truth_masks_need_the_phantom(config):

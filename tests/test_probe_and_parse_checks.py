@@ -1,14 +1,12 @@
 """The source probe with any number of sources, the config errors raised at parse time, and
 the recipe key ``normalize`` (issue 12, items 1 and 8)."""
 
-import copy
 import logging
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-import yaml
 from snakemake.utils import validate
 from torch import nn
 
@@ -24,13 +22,6 @@ from hideseek.errors import InputError
 from hideseek.vocabulary import CLASSES
 
 SCHEMA = str(REPO / "workflow" / "schemas" / "config.schema.yaml")
-
-
-@pytest.fixture
-def config():
-    shipped = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    validate(shipped, SCHEMA)
-    return copy.deepcopy(shipped)
 
 
 def tiny_recipe(config, arch="covidnet_cxr3a", **changes):
