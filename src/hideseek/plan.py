@@ -143,7 +143,8 @@ def verdict_notes(config: dict) -> list[str]:
         f"({audit['n_boot']} resamples, seed {audit['boot_seed']}).",
         f"Margin for non_lung_signal: {audit['margin']}; for learned: {audit['learned_margin']}; "
         f"inconclusive below {audit['min_test_images']} test images.",
-        (f"Source probe ({probe_arch(config)}, representation data): results/tables/source_probe.csv."
+        (f"Source probe ({probe_arch(config)}, representation data; it skips data where every class has "
+          "one source): results/tables/source_probe.csv."
          if runs_source_probe(config) else "Source probe: disabled (audit.source_probe.enabled: false)."),
     ]
 

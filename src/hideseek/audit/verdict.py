@@ -182,7 +182,8 @@ def _attention_sentence(row: dict) -> str | None:
     return (f"On the full images, {row['lung_energy_share_data']:.0%} of its Grad-CAM energy lies inside "
             f"the lung mask: {ratio:.2f}× the mask's share of the image area "
             f"(CI {row['lung_attention_data_ci_low']:.2f}–{row['lung_attention_data_ci_high']:.2f}; "
-            f"1 = no preference for the lungs; read it with the CAM's coarse native grid in mind).{passed}")
+            f"1 = no preference for the lungs; the CAM's layer and native grid are in "
+            f"`results/tables/lung_attention_{row['arch']}.csv`).{passed}")
 
 
 def _source_sentence(row: dict) -> str | None:
