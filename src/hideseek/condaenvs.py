@@ -17,12 +17,16 @@ from pathlib import Path
 
 # Direct dependencies of each rule family (PyPI names, as in the lock).
 _DATA = ["numpy", "pandas", "scipy", "scikit-learn", "opencv-python-headless", "matplotlib",
-         "tqdm", "tabulate", "pyyaml", "jsonschema"]
+         "tqdm", "tabulate", "pyyaml", "jsonschema",
+         # DICOM ingestion with the codecs for compressed transfer syntaxes.
+         "pydicom", "pylibjpeg", "pylibjpeg-libjpeg", "pylibjpeg-openjpeg", "pylibjpeg-rle"]
+# Imported models: ONNX (run and convert), timm and torchxrayvision architectures.
+_IMPORT = ["onnx", "onnxruntime", "onnx2torch", "timm", "torchxrayvision"]
 FAMILIES = {
     "data": ("Data, tables and figures: no torch.", _DATA + ["statsmodels"]),
     "torch": ("PyTorch stages: U-Net, classifiers, Grad-CAM. torch/torchvision are the lock's "
               "builds; on a CUDA node they use the GPU.",
-              ["torch", "torchvision", "monai", "kornia", "grad-cam"] + _DATA + ["statsmodels"]),
+              ["torch", "torchvision", "monai", "kornia", "grad-cam"] + _DATA + ["statsmodels"] + _IMPORT),
 }
 
 
