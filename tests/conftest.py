@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import cv2
@@ -10,6 +11,9 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# The precision probe's cache (hideseek.classification.performance.probe_cache_dir): one fresh
+# folder per test session, inherited by the workflow runs the tests start; never ~/.cache.
+os.environ.setdefault("HIDESEEK_CACHE", tempfile.mkdtemp(prefix="hideseek_cache_"))
 # The real fixtures live outside the repository (never copied into it): ../shared/data/real.
 SHARED_REAL = Path(os.environ.get("HIDESEEK_SHARED_REAL", REPO.parent / "shared" / "data" / "real"))
 

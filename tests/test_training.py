@@ -15,7 +15,8 @@ from hideseek.data.store import write_store
 from hideseek.classification.training import CHECKPOINT_NAME, train_classifier, write_training_outputs
 from hideseek.classification.samplers import BalancedSampler, CovidRebalanceSampler
 from hideseek.classification.inputs import classifier_input, load_split, Split
-from hideseek.classification.prediction import evaluate_classifier
+from hideseek.classification import prediction
+from hideseek.classification.prediction import evaluate_classifier, write_predictions
 from hideseek.classification.recipes import resolve_recipe
 
 SCHEMA = str(REPO / "workflow" / "schemas" / "config.schema.yaml")
@@ -176,6 +177,11 @@ def _tiny_store(tmp_path, name, seed=0):
 
 
 def test_store_to_predictions_on_every_representation(tmp_path):
+    train_and_predict(tmp_path)
+
+
+def train_and_predict(tmp_path):
+    """A tiny model trained on a tiny store and its predictions on two representations."""
     stores = {"data": _tiny_store(tmp_path, "data"), "lungs_removed": _tiny_store(tmp_path, "removed", seed=3)}
     recipe = tiny_recipe(input_size=12, epochs=1, train_images_per_class=3)
     train = load_split(*stores["data"], "train", 12, per_class=3)
@@ -192,3 +198,19 @@ def test_store_to_predictions_on_every_representation(tmp_path):
     probs = predictions[["p_normal", "p_pneumonia", "p_covid"]].to_numpy()
     assert np.allclose(probs.sum(1), 1, atol=1e-5)
     assert {"image_id", "patient_id", "source", "true", "predicted", "train_rep", "seed"} <= set(predictions)
+    return paths[0], stores, predictions
+
+
+def test_one_evaluation_job_predicts_every_model_and_loads_each_test_split_once(tmp_path, monkeypatch):
+    model, stores, expected = train_and_predict(tmp_path)
+    loads = []
+    real = prediction.load_split
+    monkeypatch.setattr(prediction, "load_split", lambda *a, **k: loads.append(str(a[0])) or real(*a, **k))
+    runs = {("data", 0): model, ("lungs_removed", 0): model}  # one file standing for two models
+    outputs = {key: tmp_path / f"{key[0]}.csv" for key in runs}
+    write_predictions(runs, stores, outputs, build=tiny_build)
+    assert sorted(loads) == sorted(str(p) for p, _ in stores.values())  # once per store, not per model
+    data = pd.read_csv(outputs[("data", 0)])
+    removed = pd.read_csv(outputs[("lungs_removed", 0)])
+    assert data["predicted"].tolist() == expected["predicted"].tolist()
+    assert set(removed["train_rep"]) == {"lungs_removed"} and len(removed) == len(data)

@@ -52,30 +52,36 @@ rule train_classifier:
         "../scripts/train_classifier.py"
 
 
+# One job per architecture: all its models, each test split loaded once (not a process per model).
 rule evaluate_classifier:
     input:
-        # the model, and the test split of every representation (test-time hiding)
+        # every model of the architecture, and the test split of every representation
         unpack(
             lambda wildcards: {
-                "model": f"{run_folder(wildcards.arch, wildcards.rep, wildcards.seed)}/model.pt"
+                f"model_{rep}_seed{seed}": f"{run_folder(wildcards.arch, rep, seed)}/model.pt"
+                for rep, seed in CLS_RUNS
             }
             | rep_stores(CLS_REPS)
         ),
     output:
-        f"{PREDICTIONS}/{{arch}}/{{rep}}/seed{{seed}}.csv",
+        **{
+            f"{rep}_seed{seed}": f"{PREDICTIONS}/{{arch}}/{rep}/seed{seed}.csv"
+            for rep, seed in CLS_RUNS
+        },
     log:
-        f"{LOGS}/evaluate_classifier/{{arch}}/{{rep}}/seed{{seed}}.log",
+        f"{LOGS}/evaluate_classifier/{{arch}}.log",
     benchmark:
-        f"{BENCH}/evaluate_classifier/{{arch}}/{{rep}}/seed{{seed}}.tsv"
+        f"{BENCH}/evaluate_classifier/{{arch}}.tsv"
     priority: TABLE_PRIORITY
     conda:
         "../../envs/torch.yaml"
     threads: CLS["resources"]["threads"]
     resources:
         mem_mb=CLS["resources"]["mem_mb"],
-        runtime=CLS["resources"]["evaluate_runtime"],
+        runtime=CLS["resources"]["evaluate_runtime"] * len(CLS_RUNS),  # per model
         gpu=config["resources"]["gpu"],
     params:
+        runs=CLS_RUNS,
         test_reps=CLS_REPS,
     script:
         "../scripts/evaluate_classifier.py"

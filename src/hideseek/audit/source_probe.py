@@ -75,7 +75,7 @@ def run_source_probe(arch: str, recipe: dict, stores: dict, *, seed: int = 0, de
 
     from ..classification import inputs, prediction, training
     from ..classification.models import build_model
-    from ..classification.performance import performance_settings
+    from ..classification.performance import inference_settings
     from ..devices import resolve_device
 
     rows = []
@@ -103,8 +103,8 @@ def run_source_probe(arch: str, recipe: dict, stores: dict, *, seed: int = 0, de
         model = build_model(arch, num_classes=len(sources), width=probe_recipe["width"])
         model.load_state_dict(result.best_state)
         dev = resolve_device(device, "classification.device")
-        perf = performance_settings(probe_recipe, dev)
-        model = model.to(dev)
+        perf = inference_settings(result.info, probe_recipe, dev)  # as it was trained
+        model = model.to(dev, memory_format=torch.channels_last if perf["channels_last"] else torch.preserve_format)
         test = splits["test"]
         predicted = prediction.predict_logits(model, test.images, perf, probe_recipe["eval_batch_size"]).argmax(1).numpy()
         frame = pd.DataFrame(dict(true_class=test.frame["label"], source=test.frame["source"].astype(str),

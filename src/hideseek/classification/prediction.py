@@ -13,7 +13,7 @@ from ..devices import resolve_device
 from ..seeding import seed_everything
 from ..vocabulary import CLASSES
 from .inputs import load_split
-from .performance import autocast, performance_settings, to_model_input
+from .performance import autocast, inference_settings, to_model_input
 
 log = logging.getLogger(__name__)
 
@@ -52,15 +52,17 @@ def load_trained(model_path, device: str = "auto", build: Callable | None = None
     recipe = payload["recipe"]
     model = build(payload["arch"], num_classes=len(payload["classes"]), width=recipe["width"], pretrained_weights=None)
     model.load_state_dict(payload["state_dict"])
-    perf = performance_settings(recipe, dev)
+    perf = inference_settings(payload.get("info", {}), recipe, dev)
     model = model.to(dev, memory_format=torch.channels_last if perf["channels_last"] else torch.preserve_format)
     return model, payload, perf
 
 
 def evaluate_classifier(model_path, stores: dict, train_rep: str, seed: int, *, device: str = "auto",
-                        threads: int = 1, partition: str = "test", build: Callable | None = None) -> pd.DataFrame:
+                        threads: int = 1, partition: str = "test", build: Callable | None = None,
+                        split_cache: dict | None = None) -> pd.DataFrame:
     """Per-image predictions of one model on `partition` of every store in `stores`
-    (``{test_rep: (pixels_path, index_path)}``), in that order."""
+    (``{test_rep: (pixels_path, index_path)}``), in that order. `split_cache` (a dict the
+    caller keeps) holds the loaded splits for the next model of the same input size."""
     import torch
 
     seed_everything(seed)
@@ -68,9 +70,13 @@ def evaluate_classifier(model_path, stores: dict, train_rep: str, seed: int, *, 
         torch.set_num_threads(max(1, int(threads)))
     model, payload, perf = load_trained(model_path, device, build)
     recipe = payload["recipe"]
+    split_cache = {} if split_cache is None else split_cache
     frames = []
     for test_rep, (pixels, index) in stores.items():
-        split = load_split(pixels, index, partition, recipe["input_size"])
+        key = (str(pixels), str(index), partition, int(recipe["input_size"]))
+        if key not in split_cache:
+            split_cache[key] = load_split(pixels, index, partition, recipe["input_size"])
+        split = split_cache[key]
         started = time.perf_counter()
         probs = torch.softmax(predict_logits(model, split.images, perf, recipe["eval_batch_size"]), 1).numpy()
         log.info("%s on %s/%s: %d images in %.1f s", payload["arch"], test_rep, partition, len(split),
@@ -85,14 +91,21 @@ def evaluate_classifier(model_path, stores: dict, train_rep: str, seed: int, *, 
     return pd.concat(frames, ignore_index=True)[PREDICTION_COLUMNS]
 
 
-def write_predictions(model_path, stores: dict, train_rep: str, seed: int, out_csv, *, device: str = "auto",
-                      threads: int = 1) -> pd.DataFrame:
-    """The evaluate_classifier job: :func:`evaluate_classifier` written to `out_csv`."""
+def write_predictions(runs: dict, stores: dict, outputs: dict, *, device: str = "auto", threads: int = 1,
+                      build: Callable | None = None) -> None:
+    """The evaluate_classifier job, one per architecture: each model of `runs` (``{(train_rep,
+    seed): model.pt}``) on the test split of every store, written to ``outputs[(train_rep, seed)]``.
+    One process and one load of each test split for all of an architecture's models: per model,
+    a job of its own cost a Python start, the torch import and five store loads."""
     from ..io import write_csv_atomic
 
-    predictions = evaluate_classifier(model_path, stores, train_rep, seed, device=device, threads=threads)
-    write_csv_atomic(predictions, out_csv)
-    own = predictions[predictions["test_rep"] == train_rep]
-    log.info("%s trained on %s: accuracy %.3f on its own test split (%d images)", predictions["arch"].iloc[0],
-             train_rep, (own["true"] == own["predicted"]).mean(), len(own))
-    return predictions
+    split_cache: dict = {}
+    for (train_rep, seed), model_path in runs.items():
+        started = time.perf_counter()
+        predictions = evaluate_classifier(model_path, stores, train_rep, seed, device=device, threads=threads,
+                                          build=build, split_cache=split_cache)
+        write_csv_atomic(predictions, outputs[(train_rep, seed)])
+        own = predictions[predictions["test_rep"] == train_rep]
+        log.info("%s trained on %s (seed %d): accuracy %.3f on its own test split (%d images); %d predictions in "
+                 "%.1f s", predictions["arch"].iloc[0], train_rep, seed, (own["true"] == own["predicted"]).mean(),
+                 len(own), len(predictions), time.perf_counter() - started)

@@ -43,7 +43,7 @@ from ..seeding import seed_everything
 from ..vocabulary import CLASSES
 from .augment import AugmentConfig, augment_batch
 from .inputs import Split, split_fingerprint
-from .performance import autocast, make_optimizer, performance_settings, to_model_input
+from .performance import autocast, make_optimizer, performance_settings, probed_settings, to_model_input
 from .prediction import MODEL_FORMAT, predict_logits
 from .samplers import make_sampler
 
@@ -170,9 +170,10 @@ def _new_run(arch: str, recipe: dict, seed: int, dev, pretrained_weights, build:
 
     if build is None:
         from .models import build_model as build
-    perf = performance_settings(recipe, dev)
     model = build(arch, num_classes=n_classes, width=recipe["width"],
                   pretrained_weights=pretrained_weights if recipe["pretrained"] else None)
+    perf = performance_settings(recipe, dev, probe=lambda candidates: probed_settings(
+        arch, model, recipe, n_classes, dev, candidates))
     model = model.to(dev, memory_format=torch.channels_last if perf["channels_last"] else torch.preserve_format)
     optimizer, fused = make_optimizer(model, recipe, dev)
     perf["fused_adam"] = fused
