@@ -75,7 +75,10 @@ def load_split(pixels_path, index_path, partition: str, size: int,
 
 
 def split_fingerprint(split: Split) -> str:
+    """The image ids and ~100,000 evenly spaced pixels: a strided view, hashed without copying
+    the tensor (at 480 px a COVIDx training set is 3.2 GB; ``.tobytes()`` first doubled it)."""
     digest = hashlib.sha1()
     digest.update("\n".join(map(str, split.frame["image_id"])).encode())
-    digest.update(split.images.numpy().tobytes()[:: max(1, split.images.numel() // 100_000)])
+    flat = split.images.numpy().reshape(-1)
+    digest.update(np.ascontiguousarray(flat[:: max(1, flat.size // 100_000)]).data)
     return digest.hexdigest()
