@@ -214,3 +214,13 @@ def test_one_evaluation_job_predicts_every_model_and_loads_each_test_split_once(
     removed = pd.read_csv(outputs[("lungs_removed", 0)])
     assert data["predicted"].tolist() == expected["predicted"].tolist()
     assert set(removed["train_rep"]) == {"lungs_removed"} and len(removed) == len(data)
+
+
+def test_parallel_load_gives_the_same_pixels(tmp_path, monkeypatch):
+    from hideseek.classification import inputs
+
+    pixels, index = _tiny_store(tmp_path, "data")
+    serial = load_split(pixels, index, "train", 12)
+    monkeypatch.setattr(inputs, "PARALLEL_LOAD_MIN", 1)  # a thread pool even for a few images
+    parallel = load_split(pixels, index, "train", 12)
+    assert torch.equal(serial.images, parallel.images) and serial.frame.equals(parallel.frame)
