@@ -1,0 +1,9 @@
+"""Snakemake script: one architecture's models on one external set (external_{ext}_{arch}.csv + .md)."""
+from hideseek.rulelog import rule_logging
+
+with rule_logging(snakemake.log[0]):
+    from hideseek.external.tables import write_external_table
+
+    p, w = snakemake.params, snakemake.wildcards
+    write_external_table(w.ext, w.arch, snakemake.input[0], snakemake.output.csv, snakemake.output.md, p.description,
+                         p.representations, n_boot=p.n_boot, boot_seed=p.boot_seed, level=p.level)
