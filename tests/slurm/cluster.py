@@ -4,7 +4,7 @@ Stdlib only. tests/test_slurm.py loads it by path and wraps it in the
 module-scoped ``slurm_cluster`` fixture; running the real workflow is one call::
 
     proc = slurm_cluster.run_snakemake(tmp_path, snakefile=REPO / "Snakefile",
-                                       targets=["<phantom target>"], timeout=600)
+                                       targets=[...], configfiles=[tiny_yaml], timeout=600)
     assert proc.returncode == 0, _fail_msg(proc, slurm_cluster, tmp_path)
 
 Standalone: ``CI=true python tests/slurm/cluster.py`` starts it, prints sinfo, stops.
@@ -19,6 +19,10 @@ What it does (facts from DESIGN.md section 8):
   ``TaskPlugin=task/affinity``, ``ProctrackType=proctrack/linuxproc``, no cgroups,
   no accounting (no slurmdbd), ``MinJobAge`` >= 3x the executor plugin's
   ``init-seconds-before-status-checks`` so that ``squeue`` status polling is accepted;
+  a ``TaskProlog`` that writes each job's ``CUDA_VISIBLE_DEVICES`` / ``SLURM_JOB_GPUS``
+  into the job's own log (``hideseek-task-prolog: job=N cuda=0 gpus=0``), so a test sees
+  the GPU binding from inside the job; :meth:`SlurmCluster.jobs` reads slurmctld's job
+  records (``scontrol show job -d``: ``JOB_GRES``, ``TresPerJob``, ``CpusPerTres``);
 * runs its own ``munged`` (own key and socket in the temp dir, so a system munged is
   neither needed nor touched), ``slurmctld`` and ``slurmd``, all in the foreground
   (``-F``/``-D``) as children of this process, logs in the temp dir;
@@ -166,6 +170,8 @@ SchedulerType=sched/backfill
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 GresTypes=gpu
+# writes each job's GPU binding into its own log (see _task_prolog)
+TaskProlog={t}/task_prolog.sh
 MailProg=/bin/true
 ReturnToService=2
 # trust the CPUs/RealMemory written here over what slurmd detects (no drain on
@@ -179,6 +185,17 @@ KillWait=5
 NodeName={NODE} NodeAddr=127.0.0.1 CPUs={self.cpus} RealMemory={self.real_memory} Gres=gpu:1 State=UNKNOWN
 PartitionName={PARTITION} Nodes={NODE} Default=YES MaxTime=INFINITE State=UP
 """
+
+    @staticmethod
+    def _task_prolog() -> str:
+        # slurmstepd runs this before each task (the batch step too); a `print` line goes to
+        # the task's stdout, i.e. the job log. Slurm sets CUDA_VISIBLE_DEVICES and
+        # SLURM_JOB_GPUS from the GPU it bound to the job (gres.conf's File=).
+        return (
+            "#!/bin/sh\n"
+            'echo "print hideseek-task-prolog: job=$SLURM_JOB_ID'
+            ' cuda=${CUDA_VISIBLE_DEVICES:-unset} gpus=${SLURM_JOB_GPUS:-unset}"\n'
+        )
 
     def _gres_conf(self) -> str:
         return f"{MARKER}\nNodeName={NODE} Name=gpu File=/dev/null\n"
@@ -320,6 +337,9 @@ PartitionName={PARTITION} Nodes={NODE} Default=YES MaxTime=INFINITE State=UP
         ])
         self._wait("munged socket", sock.exists, 15)
 
+        prolog = t / "task_prolog.sh"
+        prolog.write_text(self._task_prolog())
+        prolog.chmod(0o755)
         self._write_etc("gres.conf", self._gres_conf())
         self._write_etc("slurm.conf", self._slurm_conf())
 
@@ -404,6 +424,22 @@ PartitionName={PARTITION} Nodes={NODE} Default=YES MaxTime=INFINITE State=UP
         """`scontrol show job -o` text (kept MinJobAge seconds after the end)."""
         return self._run("scontrol", "show", "job", "-o", str(job_id)).stdout
 
+    def jobs(self) -> list[dict[str, str]]:
+        """Every job slurmctld still remembers (MinJobAge), as `scontrol show job -d -o`
+        key=value fields, plus `_text` (the whole line) and `_detail` (the -d lines,
+        e.g. `GRES=gpu:1(IDX:0)`). No accounting needed (sacct has no slurmdbd here)."""
+        out = self._run("scontrol", "show", "job", "-d", "-o").stdout
+        jobs = []
+        for line in out.splitlines():
+            if not line.startswith("JobId="):
+                if jobs:  # -d adds node-detail lines after a job's line
+                    jobs[-1]["_detail"] += line.strip() + " "
+                continue
+            fields = dict(tok.split("=", 1) for tok in line.split() if "=" in tok)
+            fields["_text"], fields["_detail"] = line, ""
+            jobs.append(fields)
+        return jobs
+
     def run_snakemake(
         self,
         workdir: Path | str,
@@ -412,6 +448,7 @@ PartitionName={PARTITION} Nodes={NODE} Default=YES MaxTime=INFINITE State=UP
         targets: tuple[str, ...] | list[str] = (),
         profile: Path | str | None = None,
         extra_args: tuple[str, ...] | list[str] = (),
+        configfiles: tuple[str, ...] | list[str] = (),
         init_seconds: int = 1,
         timeout: float = 300,
     ) -> subprocess.CompletedProcess:
@@ -431,6 +468,8 @@ PartitionName={PARTITION} Nodes={NODE} Default=YES MaxTime=INFINITE State=UP
             cmd += ["--snakefile", str(snakefile)]
         cmd += ["--slurm-init-seconds-before-status-checks", str(init_seconds)]
         cmd += [*extra_args, *targets]
+        if configfiles:  # last: --configfile takes every value after it
+            cmd += ["--configfile", *map(str, configfiles)]
         env = self.env()
         # the jobs run `python -m snakemake` via sbatch --export=ALL: same venv
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
