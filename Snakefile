@@ -31,8 +31,20 @@ if _SRC.is_dir():
 configfile: str(HIDESEEK_ROOT / "config" / "config.yaml")
 
 
-# Rejects unknown keys and wrong types (naming the key) and fills in every default.
-validate(config, str(HIDESEEK_ROOT / "workflow" / "schemas" / "config.schema.yaml"))
+# Rejects unknown keys and wrong types (naming the key) and fills in every default. A relative
+# path: Snakemake reads it beside this file, also from a git or GitHub source (a deployed module).
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+# Clusters without conda: the image built from the Dockerfile (`snakemake --containerize`, every
+# env of envs/ prebuilt) runs the jobs with `--sdm conda apptainer` when HIDESEEK_CONTAINER names
+# it (docker://..., oras://... or a local .sif); unset, jobs use conda or the current environment.
+containerized: os.environ.get("HIDESEEK_CONTAINER") or None
+
+
+# The HTML report's landing page (snakemake --report): what was audited, how to read the
+# verdict (its table is shown there), where each paper artefact is.
+report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
@@ -41,6 +53,8 @@ include: "workflow/rules/segmentation.smk"
 include: "workflow/rules/representations.smk"
 include: "workflow/rules/classification.smk"
 include: "workflow/rules/explain.smk"
+include: "workflow/rules/imported.smk"
+include: "workflow/rules/external.smk"
 include: "workflow/rules/report.smk"
 
 
@@ -55,6 +69,7 @@ localrules:
     learning_curves,
     audit_tables,
     verdict,
+    summary_page,
 
 
 rule all:

@@ -18,6 +18,19 @@ os.environ.setdefault("HIDESEEK_CACHE", tempfile.mkdtemp(prefix="hideseek_cache_
 SHARED_REAL = Path(os.environ.get("HIDESEEK_SHARED_REAL", REPO.parent / "shared" / "data" / "real"))
 
 
+def load_module(name: str, path: Path):
+    """A module loaded from its file (tests/slurm/cluster.py, scripts/*.py: not packages), once."""
+    import importlib.util
+    import sys
+
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
 @pytest.fixture
 def config() -> dict:
     """The embedded default config (config/config.yaml), schema-checked: a fresh copy per test."""

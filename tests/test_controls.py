@@ -51,6 +51,8 @@ CONTROL = {
         "models": {ARCH: {"input_size": 64, "epochs": 3}},
     },
     "audit": {"n_boot": 500, "gradcam": {"n_images": 12}, "source_probe": {"enabled": False}},
+    # the verdict would add the default's external set (tests/test_external_workflow.py runs it)
+    "external_test_sets": {"phantom_reversed": {"kind": "phantom_external", "enabled": False}},
 }
 
 

@@ -55,7 +55,10 @@ def write_csv_atomic(df, path: str | os.PathLike, **kwargs) -> None:
 # strings whatever they look like: patient '007' must not become 7 (and merge with patient
 # '7'), nor a source '1' a number, nor an all-empty flag column floats.
 TEXT_COLUMNS = ("image_id", "patient_id", "filename", "label", "source", "split_file", "true", "predicted",
-                "true_class", "predicted_source", "set", "image", "mask", "group", "flag")
+                "true_class", "predicted_source", "set", "image", "mask", "group", "flag",
+                # the DICOM header fields of the store index (hideseek.data.dicom.INDEX_COLUMNS)
+                "PatientID", "Manufacturer", "ManufacturerModelName", "InstitutionName", "ViewPosition",
+                "BurnedInAnnotation", "pixel_spacing_mm", "pixel_spacing_tag")
 
 
 def read_table(path: str | os.PathLike, **kwargs):

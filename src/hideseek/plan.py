@@ -14,6 +14,8 @@ import posixpath
 
 from .classification.recipes import TOP_CROP, resolve_recipe, store_side_needed
 from .errors import InputError
+from .external.config import check_external_sets
+from .imported.spec import check_imported_models
 from .vocabulary import is_covidnet
 
 log = logging.getLogger(__name__)
@@ -34,6 +36,9 @@ def check_config(config: dict) -> None:
     _check_audit_has_data(config)
     _check_store_side(config)
     _warn_unnormalised_pretrained(config)
+    check_imported_models(config)  # imported_models: hideseek.imported.spec
+    check_external_sets(config)  # external_test_sets: hideseek.external.config
+    _check_labels_csv(config)
 
 
 def _check_audit_has_data(config: dict) -> None:
@@ -75,6 +80,19 @@ def _warn_unnormalised_pretrained(config: dict) -> None:
             ", ".join(archs))
 
 
+def _check_labels_csv(config: dict) -> None:
+    """kind labels_csv reads no split files, and kind covidx no labels CSV: a key of the other kind is a mistake."""
+    data = config["classification_data"]
+    other = {"labels_csv": ("train_split", "test_split"), "covidx": ("labels_csv",),
+             "phantom": ("labels_csv",)}[data["kind"]]
+    given = [key for key in other if data.get(key)]
+    if given:
+        raise InputError(
+            f"classification_data.{given[0]} does not apply to kind: {data['kind']}; a folder with a labels CSV is "
+            "kind: labels_csv (image_dir + labels_csv), split files are kind: covidx (image_dir + train_split "
+            "[+ test_split]): remove the key or change kind")
+
+
 def dataset_description(config: dict) -> str:
     """The classification data set, in one phrase (tables and the verdict quote it)."""
     data = config["classification_data"]
@@ -82,6 +100,8 @@ def dataset_description(config: dict) -> str:
         ph = config["phantom"]
         return (f"built-in phantom, seed {ph['seed']}, shortcut {ph['shortcut']}, "
                 f"disease_contrast {ph['disease_contrast']}")
+    if data["kind"] == "labels_csv":
+        return f"images under {data['image_dir']} labelled by {data['labels_csv']}"
     return f"COVIDx-format data from {data['train_split']}" + (
         f" and {data['test_split']}" if data.get("test_split") else "")
 
@@ -166,5 +186,26 @@ def listed_images(image_dir: str, train_split: str, test_split: str | None = Non
                 fields = line.split()
                 if len(fields) >= 2 and not fields[0].startswith("#"):
                     names.add(posixpath.normpath(fields[1]))
+    paths = (os.path.join(image_dir, name) for name in sorted(names))
+    return [path for path in paths if os.path.isfile(path)]
+
+
+def labels_csv_images(image_dir: str, labels_csv: str) -> list[str]:
+    """The image files a labels CSV names that exist now (rule ingest's inputs, as :func:`listed_images`).
+
+    Keyed by filename: those files. Keyed by SOPInstanceUID, which only the headers hold: every
+    file under `image_dir`. A CSV that does not exist yet lists nothing; ingestion checks every row.
+    """
+    import csv
+
+    if not os.path.isfile(labels_csv):
+        return []
+    with open(labels_csv, encoding="utf-8-sig", errors="replace", newline="") as handle:
+        rows = csv.reader(handle)
+        header = [cell.strip() for cell in next(rows, [])]
+        if "filename" not in header:
+            return sorted(os.path.join(root, name) for root, _, names in os.walk(image_dir) for name in names)
+        column = header.index("filename")
+        names = {posixpath.normpath(row[column].strip()) for row in rows if len(row) > column and row[column].strip()}
     paths = (os.path.join(image_dir, name) for name in sorted(names))
     return [path for path in paths if os.path.isfile(path)]

@@ -94,7 +94,9 @@ rule classifier_table:
         csv=report(
             f"{TABLES}/table{{num}}_{{arch}}.csv",
             caption="../report/classifier_table.rst",
-            category="Tables",
+            category="4. Tables 3–7",
+            subcategory="Tables",
+            labels={"architecture": "{arch}", "table": "Table {num}"},
         ),
         md=f"{TABLES}/table{{num}}_{{arch}}.md",
     log:
@@ -127,7 +129,9 @@ rule learning_curves:
         report(
             f"{FIGURES}/learning_curves_{{arch}}.png",
             caption="../report/learning_curves.rst",
-            category="Learning curves",
+            category="4. Tables 3–7",
+            subcategory="Learning curves",
+            labels={"architecture": "{arch}"},
         ),
     log:
         f"{LOGS}/learning_curves/{{arch}}.log",

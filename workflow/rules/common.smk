@@ -106,7 +106,7 @@ def pretrained_weights(arch):
 
 
 def classification_files():
-    """Image folder and split files of the classification data (the phantom's or the user's)."""
+    """Image folder and split files (or labels CSV) of the classification data (the phantom's or the user's)."""
     data = config["classification_data"]
     if data["kind"] == "phantom":
         return dict(
@@ -114,6 +114,9 @@ def classification_files():
             train_split=f"{PHANTOM}/covidx/train.txt",
             test_split=f"{PHANTOM}/covidx/test.txt",
         )
+    # a folder of images (DICOM or PNG) and a labels CSV
+    if data["kind"] == "labels_csv":
+        return dict(image_dir=data["image_dir"], labels_csv=data["labels_csv"])
     return dict(
         image_dir=data["image_dir"],
         train_split=data["train_split"],
@@ -158,6 +161,8 @@ def final_targets():
         *expand(f"{FIGURES}/learning_curves_{{arch}}.png", arch=CLS_ARCHS),
         *audit_arch_targets(),
         *verdict_targets(),
+        *EXTERNAL_TARGETS,  # external_test_sets: workflow/rules/external.smk
+        *IMPORTED_TARGETS,  # imported_models: workflow/rules/imported.smk
     ]
 
 
@@ -198,5 +203,6 @@ def verdict_targets():
     return [
         f"{RESULTS}/audit/verdict.csv",
         f"{RESULTS}/audit/summary.md",
+        f"{RESULTS}/audit/summary.html",  # the report's first page (report.smk: summary_page)
         *source_probe_targets(),
     ]

@@ -33,7 +33,7 @@ rule phantom_sheet:
         report(
             f"{FIGURES}/phantom_samples.png",
             caption="../report/phantom_samples.rst",
-            category="Data",
+            category="1. Data",
         ),
     log:
         f"{LOGS}/phantom_sheet.log",
@@ -61,6 +61,11 @@ rule ingest:
         images=lambda wildcards: (
             plan.listed_images(**classification_files())
             if config["classification_data"]["kind"] == "covidx"
+            else []
+        ),
+        labelled_images=lambda wildcards: (
+            plan.labels_csv_images(**classification_files())
+            if config["classification_data"]["kind"] == "labels_csv"
             else []
         ),
     output:
@@ -96,7 +101,7 @@ rule table1:
         csv=report(
             f"{TABLES}/table1_data.csv",
             caption="../report/table1.rst",
-            category="Tables",
+            category="1. Data",
         ),
         md=f"{TABLES}/table1_data.md",
         shortcut=f"{TABLES}/table1_shortcut.csv",

@@ -14,12 +14,16 @@ rule gradcam:
         figure=report(
             f"{FIGURES}/figure3_gradcam_{{arch}}.png",
             caption="../report/figure3.rst",
-            category="Figure 3 (Grad-CAM)",
+            category="5. Figure 3",
+            subcategory="Grad-CAM",
+            labels={"architecture": "{arch}"},
         ),
         attention=report(
             f"{TABLES}/lung_attention_{{arch}}.csv",
             caption="../report/lung_attention.rst",
-            category="Lung attention",
+            category="5. Figure 3",
+            subcategory="Lung attention",
+            labels={"architecture": "{arch}"},
         ),
         per_image=f"{RESULTS}/explain/{{arch}}/lung_attention_per_image.csv",
         picks=f"{RESULTS}/explain/{{arch}}/figure3_images.csv",
@@ -51,22 +55,30 @@ rule audit_tables:
         hiding=report(
             f"{TABLES}/test_time_hiding_{{arch}}.csv",
             caption="../report/test_time_hiding.rst",
-            category="Test-time hiding",
+            category="6. Audit",
+            subcategory="Test-time hiding",
+            labels={"architecture": "{arch}"},
         ),
         comparison=report(
             f"{TABLES}/comparison_{{arch}}.csv",
             caption="../report/comparison.rst",
-            category="Uncertainty",
+            category="6. Audit",
+            subcategory="CIs and paired tests",
+            labels={"architecture": "{arch}", "table": "representation vs data"},
         ),
         per_source=report(
             f"{TABLES}/per_source_accuracy_{{arch}}.csv",
             caption="../report/per_source.rst",
-            category="Uncertainty",
+            category="6. Audit",
+            subcategory="CIs and paired tests",
+            labels={"architecture": "{arch}", "table": "per-source accuracy"},
         ),
         auroc=report(
             f"{TABLES}/auroc_{{arch}}.csv",
             caption="../report/auroc.rst",
-            category="Uncertainty",
+            category="6. Audit",
+            subcategory="CIs and paired tests",
+            labels={"architecture": "{arch}", "table": "AUROC"},
         ),
     log:
         f"{LOGS}/audit_tables/{{arch}}.log",
@@ -94,7 +106,8 @@ rule source_probe:
         report(
             f"{TABLES}/source_probe.csv",
             caption="../report/source_probe.rst",
-            category="Source probe",
+            category="6. Audit",
+            subcategory="Source probe",
         ),
     log:
         f"{LOGS}/source_probe/source_probe.log",

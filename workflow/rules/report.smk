@@ -12,16 +12,20 @@ rule verdict:
         mask_qc=f"{SEG}/mask_qc.csv",
         probe=source_probe_targets(),
         shortcut=f"{TABLES}/table1_shortcut.csv",
+        # the generalisation gap on external test sets (external.smk), when configured
+        generalisation=EXTERNAL_GENERALISATION,
+        # each imported model's verdict row (imported.smk), when configured
+        imported=IMPORTED_VERDICT_ROWS,
     output:
         csv=report(
             f"{RESULTS}/audit/verdict.csv",
             caption="../report/verdict.rst",
-            category="Verdict",
+            category="0. Verdict",
         ),
         md=report(
             f"{RESULTS}/audit/summary.md",
             caption="../report/summary.rst",
-            category="Verdict",
+            category="0. Verdict",
         ),
     log:
         f"{LOGS}/verdict/verdict.log",
@@ -46,3 +50,29 @@ rule verdict:
         notes=plan.verdict_notes(config),
     script:
         "../scripts/verdict.py"
+
+
+# The summary as a page of the HTML report (it offers Markdown only as a download), placed first
+# in it, and its verdict table for the landing description (workflow/report/workflow.rst).
+rule summary_page:
+    input:
+        md=f"{RESULTS}/audit/summary.md",
+    output:
+        page=report(
+            f"{RESULTS}/audit/summary.html",
+            caption="../report/summary_page.rst",
+            category="0. Verdict",
+        ),
+        table=f"{RESULTS}/audit/verdict_table.html",
+    log:
+        f"{LOGS}/verdict/summary_page.log",
+    benchmark:
+        f"{BENCH}/verdict/summary_page.tsv"
+    conda:
+        "../../envs/data.yaml"
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    script:
+        "../scripts/summary_page.py"

@@ -34,7 +34,7 @@ rule figure1:
         report(
             f"{FIGURES}/figure1_representations.png",
             caption="../report/figure1.rst",
-            category="Figures",
+            category="3. Representations",
         ),
     log:
         f"{LOGS}/figure1.log",

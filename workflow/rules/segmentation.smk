@@ -35,7 +35,7 @@ rule evaluate_unet:
         csv=report(
             f"{TABLES}/table2_segmentation.csv",
             caption="../report/table2.rst",
-            category="Tables",
+            category="2. Segmentation",
         ),
         md=f"{TABLES}/table2_segmentation.md",
         per_image=f"{SEG}/table2_per_image.csv",
@@ -79,7 +79,7 @@ rule segment_images:
         summary_md=report(
             f"{SEG}/mask_summary.md",
             caption="../report/mask_summary.rst",
-            category="Segmentation",
+            category="2. Segmentation",
         ),
     log:
         f"{LOGS}/segment_images.log",

@@ -74,12 +74,15 @@ def region_to_input(region: np.ndarray, size: int) -> np.ndarray:
     return classifier_input(np.asarray(region, dtype=np.uint8) * 255, size) >= 128
 
 
-def region_shares(cam: np.ndarray, lung_mask: np.ndarray) -> dict:
+def region_shares(cam: np.ndarray, lung_mask: np.ndarray, to_input=None) -> dict:
     """Energy and area shares of the lung mask and the lung box for one CAM (classifier input
-    frame) and its store-frame lung mask: the per-image values every attention summary uses."""
+    frame) and its store-frame lung mask: the per-image values every attention summary uses.
+    `to_input(region, size)` maps a store-frame region into the CAM's frame (default
+    :func:`region_to_input`; an imported model passes its own geometry)."""
     size = cam.shape[-1]
-    lung = region_to_input(lung_mask, size)
-    box = region_to_input(lung_box(lung_mask), size)
+    to_input = to_input or region_to_input
+    lung = to_input(lung_mask, size)
+    box = to_input(lung_box(lung_mask), size)
     return dict(mask_energy=energy_share(cam, lung), mask_area=area_share(lung),
                 box_energy=energy_share(cam, box), box_area=area_share(box))
 

@@ -63,7 +63,7 @@ class CamLayer:
         return f"{self.grid[0]}×{self.grid[1]} from {self.name}"
 
 
-def native_grids(model, arch: str, input_size: int) -> list[CamLayer]:
+def native_grids(model, arch: str, input_size: int, layer_names=None) -> list[CamLayer]:
     """Every candidate layer, shallow to deep, with its output grid at `input_size` (one
     eval-mode forward pass of zeros: a train-mode pass would move BatchNorm statistics)."""
     import torch
@@ -71,7 +71,8 @@ def native_grids(model, arch: str, input_size: int) -> list[CamLayer]:
 
     from ..classification.models import gradcam_candidate_layers
 
-    candidates = gradcam_candidate_layers(model, arch)
+    candidates = (gradcam_candidate_layers(model, arch) if layer_names is None  # layer_names: imported models
+                  else [(name, model.get_submodule(name)) for name in layer_names])
     grids = {}
 
     def recorder(name):
@@ -94,10 +95,10 @@ def native_grids(model, arch: str, input_size: int) -> list[CamLayer]:
     return [CamLayer(name, module, grids[name]) for name, module in candidates]
 
 
-def choose_cam_layer(model, arch: str, input_size: int, min_grid: int = MIN_CAM_GRID) -> CamLayer:
+def choose_cam_layer(model, arch: str, input_size: int, min_grid: int = MIN_CAM_GRID, layer_names=None) -> CamLayer:
     """The deepest candidate layer whose grid is at least `min_grid` × `min_grid` at
     `input_size`; with none (a very small input), the finest one, with a warning."""
-    layers = native_grids(model, arch, input_size)
+    layers = native_grids(model, arch, input_size, layer_names)
     fine_enough = [layer for layer in layers if min(layer.grid) >= min_grid]
     if fine_enough:
         return fine_enough[-1]
@@ -115,7 +116,8 @@ def _no_inplace_relu(model) -> None:
             module.inplace = False
 
 
-def compute_cams(model, arch: str, images_u8, targets, batch_size: int = 16, normalize: str = "none"):
+def compute_cams(model, arch: str, images_u8, targets, batch_size: int = 16, normalize: str = "none",
+                 layer_names=None):
     """Grad-CAMs for a uint8 (N, S, S) tensor and per-image target classes, on the layer
     :func:`choose_cam_layer` picks at S px; the input is made as in training (`normalize`: the
     recipe's, so an ImageNet-normalised model is explained on the inputs it was trained on).
@@ -129,7 +131,7 @@ def compute_cams(model, arch: str, images_u8, targets, batch_size: int = 16, nor
     model = model.float().eval()
     _no_inplace_relu(model)
     size = int(images_u8.shape[-1])
-    layer = choose_cam_layer(model, arch, size)
+    layer = choose_cam_layer(model, arch, size, layer_names=layer_names)
     device = next(model.parameters()).device
     cams = []
     with GradCAM(model=model, target_layers=[layer.module]) as cam:
@@ -180,13 +182,15 @@ def cam_rank_correlation(cams_a, cams_b) -> np.ndarray:
     return rho
 
 
-def cam_correlation(model_a, model_b, arch: str, images_u8, targets, normalize: str = "none") -> np.ndarray:
+def cam_correlation(model_a, model_b, arch: str, images_u8, targets, normalize: str = "none",
+                    layer_names=None) -> np.ndarray:
     """Per-image Spearman correlation of two models' CAMs for the same images and targets."""
-    cams_a, _ = compute_cams(model_a, arch, images_u8, targets, normalize=normalize)
-    cams_b, _ = compute_cams(model_b, arch, images_u8, targets, normalize=normalize)
+    cams_a, _ = compute_cams(model_a, arch, images_u8, targets, normalize=normalize, layer_names=layer_names)
+    cams_b, _ = compute_cams(model_b, arch, images_u8, targets, normalize=normalize, layer_names=layer_names)
     return cam_rank_correlation(cams_a, cams_b)
 
 
-def randomisation_test(model, arch: str, images_u8, targets, seed: int = 0, normalize: str = "none") -> np.ndarray:
+def randomisation_test(model, arch: str, images_u8, targets, seed: int = 0, normalize: str = "none",
+                       layer_names=None) -> np.ndarray:
     """Per-image Spearman correlation of `model`'s CAMs with those of its re-initialised copy."""
-    return cam_correlation(model, reinitialised_copy(model, seed), arch, images_u8, targets, normalize)
+    return cam_correlation(model, reinitialised_copy(model, seed), arch, images_u8, targets, normalize, layer_names)

@@ -336,11 +336,14 @@ def summary_markdown(verdict: pd.DataFrame, dataset: str, notes=()) -> str:
 def build_verdict(index_csv, comparison_csvs: Sequence, attention_csvs: Sequence, probe_csv, archs: Sequence,
                   margin: float, learned_margin: float, shortcut_csv=None, *, per_source_csvs: Sequence | None = None,
                   mask_qc_csv=None, mask_difference_alpha: float = 0.05, min_test_images: int = 30,
-                  level: float = 0.95, n_boot: int = 1000, boot_seed: int = 0) -> pd.DataFrame:
+                  level: float = 0.95, n_boot: int = 1000, boot_seed: int = 0,
+                  generalisation_csv=None) -> pd.DataFrame:
     """The verdict frame (:data:`VERDICT_COLUMNS`, one row per architecture of `archs`, whose
     comparison, lung attention and per-source tables come in the same order). Chance is the
     majority-class rate of the test images in `index_csv`; `probe_csv`, `shortcut_csv` (Table 1's
-    source-only rule), `per_source_csvs` and `mask_qc_csv` may be absent (None or empty)."""
+    source-only rule), `per_source_csvs` and `mask_qc_csv` may be absent (None or empty); so may
+    `generalisation_csv` (external_generalisation.csv: the gap columns and sentences of
+    :func:`hideseek.external.gap.add_generalisation_gap`)."""
     index = read_table(index_csv)
     chance = chance_level(index.loc[index["partition"] == "test", "label"])
     probe, shortcut = probe_evidence(probe_csv), shortcut_evidence(shortcut_csv)
@@ -353,7 +356,12 @@ def build_verdict(index_csv, comparison_csvs: Sequence, attention_csvs: Sequence
                         sources=None if sources is None else source_evidence(read_table(sources)), masks=masks,
                         min_test_images=min_test_images, level=level)
             for arch, comparison, attention, sources in zip(archs, comparison_csvs, attention_csvs, per_source)]
-    return pd.DataFrame(rows)[VERDICT_COLUMNS]
+    verdict = pd.DataFrame(rows)[VERDICT_COLUMNS]
+    if optional_path(generalisation_csv) is not None:
+        from ..external.gap import add_generalisation_gap
+
+        verdict = add_generalisation_gap(verdict, read_table(optional_path(generalisation_csv)))
+    return verdict
 
 
 def write_verdict(verdict: pd.DataFrame, out_csv, out_md, dataset: str, notes=()) -> None:

@@ -67,11 +67,16 @@ def to_gray_uint8(pixels: np.ndarray, bits_stored: int | None = None) -> np.ndar
     return scale_to_uint8(gray, bits_stored if bits_stored is not None else bits_for_peak(gray.max()))
 
 
-def decode_gray(path: str | Path) -> np.ndarray:
-    """Read a PNG/JPEG (8- or 16-bit, gray/RGB/RGBA) as 2-D gray, uint8 or uint16 as stored."""
+def decode_gray(path: str | Path, dicom_window=None) -> np.ndarray:
+    """Read a PNG/JPEG (8- or 16-bit, gray/RGB/RGBA) as 2-D gray, uint8 or uint16 as stored; or a
+    DICOM (``.dcm`` or the DICM preamble) through :mod:`.dicom`'s pipeline, `dicom_window` its VOI choice."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"image not found: {path}")
+    from .dicom import decode_dicom, is_dicom  # here: .dicom imports this module
+
+    if is_dicom(path):
+        return decode_dicom(path, dicom_window)
     # np.fromfile + imdecode instead of imread: imread returns None silently on any failure.
     raw = np.fromfile(path, dtype=np.uint8)
     if raw.size == 0:
@@ -85,9 +90,9 @@ def decode_gray(path: str | Path) -> np.ndarray:
     return gray
 
 
-def read_gray(path: str | Path, bits_stored: int | None = None) -> np.ndarray:
+def read_gray(path: str | Path, bits_stored: int | None = None, dicom_window=None) -> np.ndarray:
     """Read an image as uint8 gray; 16-bit images scaled by `bits_stored` (see :func:`to_gray_uint8`)."""
-    return to_gray_uint8(decode_gray(path), bits_stored)
+    return to_gray_uint8(decode_gray(path, dicom_window), bits_stored)
 
 
 def bit_depth_note(decoded, bits_stored: int | None) -> str:

@@ -18,7 +18,9 @@ from ..errors import MAX_LISTED_PROBLEMS, InputError, Problem, format_problems
 from ..io import write_csv_atomic, write_text_atomic
 from ..vocabulary import CLASSES, PARTITIONS
 from .decode import bit_depth_note
+from .dicom import INDEX_COLUMNS as DICOM_COLUMNS, apply_headers, dicom_note
 from .duplicates import copy_groups, find_copies, linked_groups
+from .labels_csv import read_labels_csv
 from .splitfiles import attribute_sources, parse_split_file, split_duplicates
 from .store import write_derived_store, write_store
 
@@ -27,6 +29,7 @@ log = logging.getLogger(__name__)
 INDEX_ORDER = [
     "image_id", "patient_id", "filename", "label", "source", "source_origin", "partition",
     "split_file", "line", "offset", "height", "width", "orig_height", "orig_width",
+    *DICOM_COLUMNS,  # the DICOM header fields (hideseek.data.dicom); empty for other images
 ]
 
 
@@ -43,25 +46,37 @@ def ingest_classification_data(
     out_duplicates: str | Path,
     threads: int = 1,
     bits_stored: int | None = None,
+    test_only: bool = False,
+    labels_csv: str | Path | None = None,
 ) -> pd.DataFrame:
     """Parse, validate, attribute sources, decode into the store, find copies, split; return the index.
 
     `data_cfg` is the validated ``classification_data`` config section. Outputs: the store
     (`out_pixels` + `out_index`), CSVs of dropped lines and of copies of one image, and a
-    Markdown report. On an InputError none of them is left behind.
+    Markdown report. On an InputError none of them is left behind. `test_only` (an external
+    test set, :mod:`hideseek.external`): every line of `test_split` stays a test image, nothing is carved.
+    `labels_csv` (:mod:`.labels_csv`) replaces the split files: its rows are one pool the test split is
+    carved from (with `test_only`, all test). DICOM header fields go into the index (:mod:`.dicom`).
     """
     image_dir = Path(image_dir)
     if not image_dir.is_dir():
         raise InputError(f"image folder not found: {image_dir} (classification_data.image_dir)")
 
-    frame, duplicate_notes = read_split_files(train_split, test_split, image_dir)
+    unmatched = []  # labels CSV rows whose SOPInstanceUID no file has: missing images
+    if labels_csv is not None:
+        frame, duplicate_notes, unmatched = read_labels_csv(labels_csv, image_dir, data_cfg.get("patient_from"),
+                                                            partition="test" if test_only else "pool")
+    else:
+        frame, duplicate_notes = read_split_files(train_split, test_split, image_dir)
     frame = attribute_sources(frame, data_cfg["source_rules"])
+    frame, unreadable = apply_headers(frame, image_dir, data_cfg)  # patient_from / source_from, header columns
     frame["image_id"] = frame["filename"]
 
     log.info("decoding %d images from %s", len(frame), image_dir)
     # one 16-bit rule for the whole data set: store.bits_stored, else the depth of its largest value
     kept, image_problems = write_store(frame, image_dir, store_long_side, out_pixels, threads=threads,
-                                       bits_stored=bits_stored)
+                                       bits_stored=bits_stored, dicom_window=data_cfg.get("dicom_window"))
+    image_problems = unmatched + unreadable + image_problems
     if image_problems and data_cfg["on_missing"] == "fail":
         Path(out_pixels).unlink(missing_ok=True)
         raise InputError(format_problems(
@@ -75,17 +90,19 @@ def ingest_classification_data(
         log.info("copies of one image: %d exact and %d near pairs", (pairs["kind"] == "exact").sum(),
                  (pairs["kind"] == "near").sum())
         kept["carve_group"] = linked_groups(kept["patient_id"], pairs)
-        kept = _assign_partitions(kept, data_cfg, has_test_split=test_split is not None)
+        if not test_only:
+            kept = _assign_partitions(kept, data_cfg, has_test_split=test_split is not None)
         kept, pairs, copy_problems = resolve_copies(kept, pairs, data_cfg["on_duplicate"])
         assert_no_leakage(kept)
-        assert_every_class_present(kept)
+        assert_every_class_present(kept, ("test",) if test_only else PARTITIONS)
         dropped = pd.DataFrame(
             [dict(split_file=p.file, line=p.line, reason=p.reason) for p in image_problems + copy_problems],
             columns=["split_file", "line", "reason"])
         write_csv_atomic(dropped, out_dropped)
         write_csv_atomic(pairs, out_duplicates)
+        pixel_notes = filter(None, (bit_depth_note(kept, bits_stored), dicom_note(kept, data_cfg)))
         write_text_atomic(out_report, ingest_report(kept, dropped, duplicate_notes, pairs, data_cfg, test_split,
-                                                    bit_depth_note(kept, bits_stored)))
+                                                    "\n".join(pixel_notes)))
         kept = kept[INDEX_ORDER]
         if copy_problems:  # the dropped copies' pixels go too: the store holds its index's images only
             _compact_store(pixels, kept, out_pixels, out_index)
@@ -139,7 +156,8 @@ def ingest_report(index: pd.DataFrame, dropped: pd.DataFrame, duplicate_notes: l
     lines.append(
         "Source attribution: "
         + ", ".join(f"{origin.get(k, 0)} from {label}" for k, label in
-                    (("column", "the 4th column"), ("rule", "source_rules"), ("unknown", "nothing (unknown)")))
+                    (("column", "the 4th column"), ("rule", "source_rules"), ("header", "DICOM headers (source_from)"),
+                     ("unknown", "nothing (unknown)")))
         + "."
     )
     if bit_depth:
@@ -155,6 +173,10 @@ def ingest_report(index: pd.DataFrame, dropped: pd.DataFrame, duplicate_notes: l
 
 def _partition_lines(index: pd.DataFrame, data_cfg: dict, test_split) -> list[str]:
     """What was asked for, and the images per class and partition with the shares achieved."""
+    if (index["partition"] == "test").all():  # an external test set (test_only): nothing carved
+        counts = index["label"].value_counts().reindex(list(CLASSES), fill_value=0).rename("test")
+        return [f"Test only: every image of {test_split} is a test image (an external test set).", "",
+                counts.rename_axis("label").to_frame().to_markdown()]
     seed = data_cfg["split_seed"]
     test = (f"Test: the given test split {test_split}." if test_split else
             f"Test: carved, requested test_fraction {data_cfg['test_fraction']:.0%} of each class's images, seed {seed}.")
@@ -333,11 +355,11 @@ def assert_no_leakage(frame: pd.DataFrame) -> None:
         )
 
 
-def assert_every_class_present(frame: pd.DataFrame) -> None:
+def assert_every_class_present(frame: pd.DataFrame, partitions=PARTITIONS) -> None:
     """Each partition needs every class, or sensitivities and PPVs are undefined."""
     missing = [
         f"  {part}: no '{label}' images"
-        for part in ("train", "val", "test")
+        for part in partitions
         for label in CLASSES
         if not ((frame["partition"] == part) & (frame["label"] == label)).any()
     ]

@@ -8,10 +8,12 @@ metadata (patient, label, source, partition). Later stages read images with
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from collections.abc import Iterable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -20,14 +22,15 @@ import pandas as pd
 from ..errors import Problem
 from ..io import atomic_path, read_table, write_csv_atomic
 from .decode import dataset_bits, decode_gray, resize_long_side, scale_to_uint8
+from .dicom import is_dicom
 
 INDEX_COLUMNS = ("offset", "height", "width", "orig_height", "orig_width")
 
 
-def _load_one(path: Path, long_side: int, bits_stored: int | None):
+def _load_one(path: Path, long_side: int, bits_stored: int | None, dicom_window=None):
     """(gray resized, 8 or 16-bit as stored; original shape; peak; pixels above 2**bits_stored - 1), or the error."""
     try:
-        gray = decode_gray(path)
+        gray = decode_gray(path, dicom_window)
     except (OSError, ValueError) as error:
         return None, str(error)
     clipped = int(np.count_nonzero(gray > 2**bits_stored - 1)) if bits_stored and gray.dtype == np.uint16 else 0
@@ -36,7 +39,7 @@ def _load_one(path: Path, long_side: int, bits_stored: int | None):
 
 def write_store(frame: pd.DataFrame, image_dir: str | Path, long_side: int, pixels_path: str | Path,
                 threads: int = 1, progress: bool = True, bits_stored: int | None = None,
-                ) -> tuple[pd.DataFrame, list[Problem]]:
+                dicom_window=None) -> tuple[pd.DataFrame, list[Problem]]:
     """Decode every image of `frame` into the store at `pixels_path`.
 
     Returns the frame of images that decoded (with the index columns added, and ``raw_bits``,
@@ -46,6 +49,7 @@ def write_store(frame: pd.DataFrame, image_dir: str | Path, long_side: int, pixe
     every image's peak): they are resized as 16-bit and kept so in a temporary file until every
     peak is known, so each image is read once. The store file is written atomically; it holds
     only the images that decoded, so a caller that rejects the problems simply deletes it.
+    DICOM images take `dicom_window` (:func:`~hideseek.data.dicom.decode_dicom`).
     """
     from tqdm import tqdm
 
@@ -58,8 +62,13 @@ def write_store(frame: pd.DataFrame, image_dir: str | Path, long_side: int, pixe
     raw_fd, raw_name = tempfile.mkstemp(prefix=f".{pixels_path.name}.", suffix=".raw", dir=pixels_path.parent)
     raw_path = Path(raw_name)
     try:
-        with os.fdopen(raw_fd, "wb") as raw, ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-            results = pool.map(lambda p: _load_one(p, long_side, bits_stored), paths)
+        # pydicom and the pylibjpeg decoders hold the GIL: DICOM images are decoded in processes,
+        # forked (spawn or forkserver would run a Snakemake script's __main__ again in each one)
+        pool = (ProcessPoolExecutor(threads, mp_context=multiprocessing.get_context("fork"))
+                if threads > 1 and any(map(is_dicom, paths)) else ThreadPoolExecutor(max(1, threads)))
+        load = partial(_load_one, long_side=long_side, bits_stored=bits_stored, dicom_window=dicom_window)
+        with os.fdopen(raw_fd, "wb") as raw, pool:
+            results = pool.map(load, paths, chunksize=8)
             for position, (loaded, error) in enumerate(
                     tqdm(results, total=len(paths), desc="decoding images", unit="img", disable=not progress)):
                 if error is not None:

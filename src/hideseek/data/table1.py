@@ -52,6 +52,23 @@ def source_shortcut(index: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def view_position_lines(index: pd.DataFrame) -> list[str]:
+    """Images per class by DICOM ViewPosition (PA, AP, LL, ...), per partition and overall: a view
+    is a classic shortcut (the sick are imaged AP, lying down). No lines when no image has one."""
+    if "ViewPosition" not in index or not index["ViewPosition"].fillna("").astype(str).str.strip().any():
+        return []
+    views = index.assign(view=index["ViewPosition"].fillna("").astype(str).str.strip().replace("", "none"))
+    table = pd.crosstab([views["partition"], views["view"]], views["label"])
+    table = table.reindex(columns=list(CLASSES), fill_value=0)
+    overall = pd.crosstab(views["view"], views["label"]).reindex(columns=list(CLASSES), fill_value=0)
+    table = pd.concat([table, pd.concat({"all": overall}, names=["partition"])])
+    table["total"] = table.sum(axis=1)
+    order = {part: i for i, part in enumerate((*PARTITIONS, "all"))}
+    table = table.sort_index(level=0, key=lambda level: level.map(order) if level.name == "partition" else level)
+    return ["Images per class by view position (DICOM ViewPosition; none: not DICOM or not recorded).", "",
+            table.reset_index().to_markdown(index=False), ""]
+
+
 def duplicates_line(pairs: pd.DataFrame | None) -> str:
     """What ingestion found of copies of one image (results/data/duplicates.csv), in one sentence."""
     if pairs is None:
@@ -93,6 +110,7 @@ def write_table1(index: pd.DataFrame, out_csv, out_md, out_shortcut_csv, dataset
         "",
         per_source_test.to_markdown(index=False),
         "",
+        *view_position_lines(index),
         "## How much does the source alone give away?",
         "",
         "A rule that predicts each source's most common training label, evaluated on test "

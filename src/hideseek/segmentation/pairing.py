@@ -20,7 +20,7 @@ from ..errors import InputError, format_problems
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PAIRING = dict(image_regex=r"^(?P<stem>.+)\.(png|jpg|jpeg)$", mask_name="{stem}.png", group="{stem}")
+DEFAULT_PAIRING = dict(image_regex=r"^(?P<stem>.+)\.(png|jpg|jpeg|dcm)$", mask_name="{stem}.png", group="{stem}")
 
 
 def pair_seg_folder(name: str, folder: dict) -> pd.DataFrame:

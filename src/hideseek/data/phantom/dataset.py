@@ -30,7 +30,8 @@ from .render import Case, Streams, render, render_case, render_mask
 from .signature import SiteSignature
 
 # partition ids that key the seed sequences (never renumber: it would change the data set)
-PARTITION_ID = {"train": 0, "test": 1, "seg_train": 2, "seg_nih": 3, "seg_cohen": 4}
+PARTITION_ID = {"train": 0, "test": 1, "seg_train": 2, "seg_nih": 3, "seg_cohen": 4,
+                "external": 5}  # external: the external test sets (external.py)
 # seed sub-keys: a patient's shared draws (1) and its images (2, k); a tag's images (1, k)
 PATIENT_KEY, IMAGE_KEY = 1, 2
 TAG_IMAGE_KEY = 1
