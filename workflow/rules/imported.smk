@@ -142,6 +142,8 @@ rule imported_verdict_row:
         md=f"{MODEL_DIR}/summary.md",
     log:
         f"{LOGS}/imported_verdict_row/{{model}}.log",
+    benchmark:
+        f"{BENCH}/imported_verdict_row/{{model}}.tsv"
     wildcard_constraints:
         model=IMPORTED_NAMES,
     conda:
@@ -168,6 +170,8 @@ rule export_onnx:
         f"{run_folder('{arch}', '{rep}', '{seed}')}/model.onnx",
     log:
         f"{LOGS}/export_onnx/{{arch}}_{{rep}}_seed{{seed}}.log",
+    benchmark:
+        f"{BENCH}/export_onnx/{{arch}}_{{rep}}_seed{{seed}}.tsv"
     conda:
         "../../envs/torch.yaml"
     threads: 1
