@@ -223,6 +223,12 @@ def test_config_keys_of_the_other_kind_are_refused(config):
     config["classification_data"].update(kind="labels_csv", image_dir="x", labels_csv="y.csv", train_split="t.txt")
     with pytest.raises(InputError, match="classification_data.train_split does not apply to kind: labels_csv"):
         plan.check_config(config)
+    # a config layered on one with split files (config/real_seg.yaml) unsets them with null
+    config["classification_data"]["train_split"] = None
+    plan.check_config(config)
+    config["classification_data"].update(kind="covidx", labels_csv=None)
+    with pytest.raises(InputError, match="classification_data.train_split is empty but kind: covidx needs it"):
+        plan.check_config(config)
 
 
 def test_workflow_runs_on_a_dicom_folder_with_a_labels_csv(tmp_path, hospital):

@@ -83,6 +83,11 @@ def _warn_unnormalised_pretrained(config: dict) -> None:
 def _check_labels_csv(config: dict) -> None:
     """kind labels_csv reads no split files, and kind covidx no labels CSV: a key of the other kind is a mistake."""
     data = config["classification_data"]
+    needed = {"labels_csv": ("image_dir", "labels_csv"), "covidx": ("image_dir", "train_split"), "phantom": ()}
+    missing = [key for key in needed[data["kind"]] if not data.get(key)]
+    if missing:
+        raise InputError(f"classification_data.{missing[0]} is empty but kind: {data['kind']} needs it: give "
+                         f"the {'split file' if missing[0] == 'train_split' else 'path'}, or change kind")
     other = {"labels_csv": ("train_split", "test_split"), "covidx": ("labels_csv",),
              "phantom": ("labels_csv",)}[data["kind"]]
     given = [key for key in other if data.get(key)]
@@ -90,7 +95,8 @@ def _check_labels_csv(config: dict) -> None:
         raise InputError(
             f"classification_data.{given[0]} does not apply to kind: {data['kind']}; a folder with a labels CSV is "
             "kind: labels_csv (image_dir + labels_csv), split files are kind: covidx (image_dir + train_split "
-            "[+ test_split]): remove the key or change kind")
+            f"[+ test_split]): remove the key or change kind (in a config layered on one that sets it, such as "
+            f"config/real_seg.yaml, write `{given[0]}: null`)")
 
 
 def dataset_description(config: dict) -> str:
