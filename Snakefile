@@ -53,8 +53,8 @@ include: "workflow/rules/segmentation.smk"
 include: "workflow/rules/representations.smk"
 include: "workflow/rules/classification.smk"
 include: "workflow/rules/explain.smk"
-include: "workflow/rules/imported.smk"
 include: "workflow/rules/external.smk"
+include: "workflow/rules/imported.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -148,3 +148,45 @@ def test_no_drop_sentence_and_missing_data_row():
     out = add_generalisation_gap(verdict, table)
     assert "no clear drop" in out.loc[0, "paragraph"] and out.loc[1, "paragraph"] == "A."
     assert np.isnan(out.loc[1, "external_gap_s"])
+
+
+def _as_imported(frame: pd.DataFrame, name: str = "theirs") -> pd.DataFrame:
+    """One model tested on each representation, as hideseek.imported.predict writes it."""
+    return frame.assign(arch=name, train_rep="imported")
+
+
+def test_an_imported_model_gets_its_full_image_gap_and_a_table_per_representation(predictions, tmp_path):
+    internal, external = predictions
+    mixed_internal = pd.concat([internal, _as_imported(internal)], ignore_index=True)
+    mixed_external = pd.concat([external, _as_imported(external)], ignore_index=True)
+    table = generalisation_rows(mixed_internal, {"rev": mixed_external}, ["alexnet", "theirs"], REPS, n_boot=200)
+    # the imported model: one row, the full images (the hidden ones are outside what it was trained on)
+    theirs = table[table["arch"] == "theirs"]
+    assert list(theirs["representation"]) == ["data"] and list(theirs["origin"]) == ["imported"]
+    assert set(table.loc[table["arch"] == "alexnet", "origin"]) == {"trained_here"}
+    ours = table[(table["arch"] == "alexnet") & (table["representation"] == "data")].iloc[0]
+    # the same predictions as alexnet's data model, so the same gap (the shortcut model's drop)
+    assert theirs.iloc[0]["gap"] == pytest.approx(ours["gap"]) and bool(theirs.iloc[0]["drop"])
+    # its external table: one row per test representation, said to be test-time hiding
+    path = tmp_path / "theirs.csv"
+    mixed_external.to_csv(path, index=False)
+    rows = write_external_table("rev", "theirs", path, tmp_path / "t.csv", tmp_path / "t.md", "a test", REPS,
+                                n_boot=100)
+    assert list(rows["representation"]) == REPS
+    assert rows.set_index("representation").loc["lungs_isolated", "accuracy"] == pytest.approx(
+        (external[external["test_rep"] == "lungs_isolated"].eval("true == predicted")).mean())
+    assert "imported model" in (tmp_path / "t.md").read_text() and "test-time hiding" in (tmp_path / "t.md").read_text()
+    # the verdict's imported rows: the gap columns and a sentence about the full images
+    from hideseek.imported.verdict import with_imported_rows
+
+    gap_csv = tmp_path / "gen.csv"
+    table.to_csv(gap_csv, index=False)
+    trained = add_generalisation_gap(pd.DataFrame({"arch": ["alexnet"], "paragraph": ["ours."]}), table)
+    imported_row = tmp_path / "row.csv"
+    pd.DataFrame({"arch": ["theirs"], "paragraph": ["theirs."], "origin": ["imported"], "imported_format": ["onnx"],
+                  "ood_representations": [""], "prediction_mix_lungs_boxed_out": [""], "cam_status": ["ok"]}
+                 ).to_csv(imported_row, index=False)
+    both = with_imported_rows(trained, [imported_row], [gap_csv]).set_index("arch")
+    assert both.loc["theirs", "external_gap_rev"] == pytest.approx(ours["gap"])
+    assert "its accuracy on the full images goes from" in both.loc["theirs", "paragraph"]
+    assert "the data model's accuracy goes from" in both.loc["alexnet", "paragraph"]

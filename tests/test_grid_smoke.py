@@ -79,8 +79,9 @@ def test_one_architecture_two_representations_through_snakemake(tmp_path):
         assert info["n_train"] == 18 and info["device"] == "cpu" and info["threads"] == 1
         assert {"precision", "channels_last", "fused_adam"} <= set(info)
         predictions = pd.read_csv(results / "predictions" / "covidnet_cxr3a" / rep / "seed0.csv")
-        assert sorted(predictions["test_rep"].unique()) == sorted(REPS)  # tested on every representation
-        assert len(predictions) == 2 * 12
+        # the data model on every representation (test-time hiding), the others on their own
+        assert sorted(predictions["test_rep"].unique()) == (sorted(REPS) if rep == "data" else [rep])
+        assert len(predictions) == (len(REPS) if rep == "data" else 1) * 12
         assert not (results / "checkpoints" / "classifiers" / "covidnet_cxr3a" / rep / "seed0").exists()
         assert (results / "benchmarks" / "train_classifier" / "covidnet_cxr3a" / rep / "seed0.tsv").is_file()
 

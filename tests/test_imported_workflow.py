@@ -1,7 +1,8 @@
 """imported_models through Snakemake on a tiny phantom: a trained model imported twice — its
 model.pt (format hideseek) and its ONNX export (rule export_onnx, format onnx) — gets its
 results/imported/{model}/ outputs and its row in results/audit/verdict.csv (origin imported);
-with no imported_models the DAG has no imported job."""
+each is also scored on the default's external set (its table and its row of the cross-site
+table); with no imported_models the DAG has no imported job."""
 
 from __future__ import annotations
 
@@ -36,7 +37,8 @@ def test_default_run_has_no_imported_job(tmp_path):
 
 @pytest.mark.slow
 def test_imported_models_get_outputs_and_verdict_rows(tmp_path):
-    result = snakemake(tmp_path, "results/audit/verdict.csv", config=CONFIG, timeout=1200)
+    result = snakemake(tmp_path, "results/audit/verdict.csv",
+                       "results/imported/own_pt/external/phantom_reversed/table.csv", config=CONFIG, timeout=1200)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
     verdict = pd.read_csv(tmp_path / "results" / "audit" / "verdict.csv")
     assert list(verdict["origin"]) == ["trained_here", "imported", "imported"]
@@ -57,3 +59,16 @@ def test_imported_models_get_outputs_and_verdict_rows(tmp_path):
     assert status["cam"] and status["onnx_check"]["agrees"]
     summary = (tmp_path / "results" / "audit" / "summary.md").read_text()
     assert "## own_onnx" in summary and "imported, onnx" in summary
+    # the default's external set: each imported model scored there, its table and its cross-site row
+    ext = tmp_path / "results" / "imported" / "own_pt" / "external" / "phantom_reversed"
+    table = pd.read_csv(ext / "table.csv")
+    assert list(table["representation"]) == REPS and (table["external_set"] == "phantom_reversed").all()
+    assert "imported model" in (ext / "table.md").read_text()
+    cross = pd.read_csv(tmp_path / "results" / "tables" / "external_generalisation.csv")
+    theirs = cross[cross["origin"] == "imported"].set_index("arch")
+    assert sorted(theirs.index) == ["own_onnx", "own_pt"] and set(theirs["representation"]) == {"data"}
+    ours = cross[(cross["arch"] == "covidnet_cxr3a") & (cross["representation"] == "data")].iloc[0]
+    # own_pt is the trained data model itself: the same gap
+    assert theirs.loc["own_pt", "gap"] == pytest.approx(ours["gap"])
+    assert imported.loc["own_pt", "external_gap_phantom_reversed"] == pytest.approx(ours["gap"])
+    assert "its accuracy on the full images goes from" in imported.loc["own_onnx", "paragraph"]

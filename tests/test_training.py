@@ -213,7 +213,10 @@ def test_one_evaluation_job_predicts_every_model_and_loads_each_test_split_once(
     data = pd.read_csv(outputs[("data", 0)])
     removed = pd.read_csv(outputs[("lungs_removed", 0)])
     assert data["predicted"].tolist() == expected["predicted"].tolist()
-    assert set(removed["train_rep"]) == {"lungs_removed"} and len(removed) == len(data)
+    # only the data model is tested on every representation (test-time hiding)
+    assert set(data["test_rep"]) == set(stores) and len(stores) > 1
+    assert set(removed["train_rep"]) == {"lungs_removed"} and set(removed["test_rep"]) == {"lungs_removed"}
+    assert len(removed) == len(data) // len(stores)
 
 
 def test_parallel_load_gives_the_same_pixels(tmp_path, monkeypatch):

@@ -19,6 +19,7 @@ CLASSIFIERS = f"{RESULTS}/classifiers"
 PREDICTIONS = f"{RESULTS}/predictions"
 TABLES = f"{RESULTS}/tables"
 FIGURES = f"{RESULTS}/figures"
+EXTERNAL = f"{RESULTS}/external"  # external test sets (external.smk)
 
 CLS = config["classification"]
 CLS_ARCHS = list(CLS["architectures"])
@@ -27,6 +28,9 @@ CLS_SEEDS = [int(s) for s in CLS["seeds"]]
 CLS_REPS = list(CLS["representations"])
 # Every (representation, seed) an architecture is trained on.
 CLS_RUNS = [(rep, seed) for rep in CLS_REPS for seed in CLS_SEEDS]
+# Models trained elsewhere (imported_models; imported.smk), read by the external sets too.
+IMPORTED = config["imported_models"]
+IMPORTED_DIR = f"{RESULTS}/imported"
 AUDIT = config["audit"]
 AUDIT_STATS = dict(
     n_boot=AUDIT["n_boot"], boot_seed=AUDIT["boot_seed"], level=AUDIT["ci_level"]
@@ -146,6 +150,22 @@ def segmentation_sets():
 def seg_config(*keys):
     """A rule's slice of the segmentation config: a change reruns only the rules it concerns."""
     return {key: config["segmentation"][key] for key in keys}
+
+
+def external_rep_stores(ext, reps):
+    """An external set's store of each representation, as inputs pixels_{rep} / index_{rep}."""
+    return {
+        k: v
+        for rep in reps
+        for k, v in store_files(
+            f"{EXTERNAL}/{ext}/representations/{rep}", f"{{}}_{rep}"
+        ).items()
+    }
+
+
+def imported_external_file(model, ext, name):
+    """One imported model's output on an external set (imported.smk)."""
+    return f"{IMPORTED_DIR}/{model}/external/{ext}/{name}"
 
 
 # --- Final targets ----------------------------------------------------------------------------

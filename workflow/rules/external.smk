@@ -5,7 +5,6 @@
 # Segmentation and representations reuse the main stages' scripts (the same library calls).
 from hideseek.external import config as external_config
 
-EXTERNAL = f"{RESULTS}/external"
 EXTERNAL_SETS = external_config.external_sets(config)
 
 
@@ -25,10 +24,15 @@ EXTERNAL_DESCRIPTIONS = {
     ext: external_config.description(ext, EXTERNAL_SETS[ext], config["phantom"])
     for ext in EXTERNAL_SETS
 }
+# every trained architecture's and every imported model's (imported.smk) predictions on each set
 EXTERNAL_PREDICTIONS = {
     ext: external_config.prediction_files(EXTERNAL, ext, CLS_ARCHS)
+    + [imported_external_file(model, ext, "predictions.csv") for model in IMPORTED]
     for ext in EXTERNAL_SETS
 }
+IMPORTED_INTERNAL_PREDICTIONS = [
+    f"{IMPORTED_DIR}/{model}/predictions.csv" for model in IMPORTED
+]
 
 
 rule external_phantom:
@@ -166,14 +170,7 @@ rule external_predictions:
                 f"model_{rep}_seed{seed}": f"{run_folder(wildcards.arch, rep, seed)}/model.pt"
                 for rep, seed in CLS_RUNS
             }
-            | {
-                k: v
-                for rep in CLS_REPS
-                for k, v in store_files(
-                    f"{EXTERNAL}/{wildcards.ext}/representations/{rep}",
-                    f"{{}}_{rep}",
-                ).items()
-            }
+            | external_rep_stores(wildcards.ext, CLS_REPS)
         ),
     output:
         f"{EXTERNAL}/{{ext}}/predictions/{{arch}}.csv",
@@ -212,6 +209,7 @@ rule external_table:
         runtime=10,
     params:
         **AUDIT_STATS,
+        model=lambda wildcards: wildcards.arch,
         representations=CLS_REPS,
         description=lambda wildcards: EXTERNAL_DESCRIPTIONS[wildcards.ext],
     script:
@@ -220,7 +218,9 @@ rule external_table:
 
 rule external_generalisation:
     input:
-        internal=[path for arch in CLS_ARCHS for path in prediction_files(arch)],
+        # every trained model's and every imported model's (imported.smk) predictions
+        internal=[path for arch in CLS_ARCHS for path in prediction_files(arch)]
+        + IMPORTED_INTERNAL_PREDICTIONS,
         external=[path for paths in EXTERNAL_PREDICTIONS.values() for path in paths],
     output:
         csv=f"{TABLES}/external_generalisation.csv",
@@ -237,7 +237,7 @@ rule external_generalisation:
         runtime=10,
     params:
         **AUDIT_STATS,
-        archs=CLS_ARCHS,
+        archs=CLS_ARCHS + list(IMPORTED),
         representations=CLS_REPS,
         sets=EXTERNAL_PREDICTIONS,
         descriptions=EXTERNAL_DESCRIPTIONS,

@@ -2,12 +2,12 @@
 # predicts the test split of every representation (the hide-at-test-time matrix), gets the
 # uncertainty tables and its prediction distribution, Grad-CAM with lung attention where it is
 # differentiable in torch, and a verdict row. Outputs: results/imported/{model}/.
+# On each external test set (external.smk) it predicts every representation too: its table there
+# and its row of the cross-site table (results/imported/{model}/external/{ext}/).
 # Also here: any model this workflow trains exported to ONNX (results/classifiers/.../model.onnx).
 import re
 
-IMPORTED = config["imported_models"]
-IMPORTED_DIR = f"{RESULTS}/imported"
-# A constraint that matches no name when nothing is imported.
+# IMPORTED, IMPORTED_DIR: common.smk. A constraint that matches no name when nothing is imported.
 IMPORTED_NAMES = "|".join(re.escape(name) for name in IMPORTED) or "(?!)"
 IMPORTED_TABLE_FILES = dict(
     hiding="test_time_hiding.csv",
@@ -31,6 +31,11 @@ IMPORTED_OUTPUTS = (
 )
 IMPORTED_TARGETS = [
     f"{IMPORTED_DIR}/{model}/{name}" for model in IMPORTED for name in IMPORTED_OUTPUTS
+] + [
+    imported_external_file(model, ext, name)
+    for model in IMPORTED
+    for ext in EXTERNAL_SETS
+    for name in ("table.csv", "table.md")
 ]
 IMPORTED_VERDICT_ROWS = [
     f"{IMPORTED_DIR}/{model}/verdict_row.csv" for model in IMPORTED
@@ -63,6 +68,61 @@ rule imported_predict:
         reps=CLS_REPS,
     script:
         "../scripts/imported_predict.py"
+
+
+rule imported_external_predict:
+    input:
+        unpack(
+            lambda wildcards: {"model": IMPORTED[wildcards.model]["path"]}
+            | external_rep_stores(wildcards.ext, CLS_REPS)
+        ),
+    output:
+        imported_external_file("{model}", "{ext}", "predictions.csv"),
+    log:
+        f"{LOGS}/imported_predict/{{model}}_external_{{ext}}.log",
+    benchmark:
+        f"{BENCH}/imported_predict/{{model}}_external_{{ext}}.tsv"
+    wildcard_constraints:
+        model=IMPORTED_NAMES,
+    conda:
+        "../../envs/torch.yaml"
+    threads: CLS["resources"]["threads"]
+    resources:
+        mem_mb=CLS["resources"]["mem_mb"],
+        runtime=CLS["resources"]["evaluate_runtime"],
+        gpu=config["resources"]["gpu"],
+    params:
+        entry=lambda wildcards: IMPORTED[wildcards.model],
+        reps=CLS_REPS,
+    script:
+        "../scripts/imported_predict.py"
+
+
+rule imported_external_table:
+    input:
+        imported_external_file("{model}", "{ext}", "predictions.csv"),
+    output:
+        csv=imported_external_file("{model}", "{ext}", "table.csv"),
+        md=imported_external_file("{model}", "{ext}", "table.md"),
+    log:
+        f"{LOGS}/imported_tables/{{model}}_external_{{ext}}.log",
+    benchmark:
+        f"{BENCH}/imported_tables/{{model}}_external_{{ext}}.tsv"
+    wildcard_constraints:
+        model=IMPORTED_NAMES,
+    conda:
+        "../../envs/data.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        **AUDIT_STATS,
+        model=lambda wildcards: wildcards.model,
+        representations=CLS_REPS,
+        description=lambda wildcards: EXTERNAL_DESCRIPTIONS[wildcards.ext],
+    script:
+        "../scripts/external_table.py"
 
 
 rule imported_tables:

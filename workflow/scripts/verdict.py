@@ -11,5 +11,5 @@ with rule_logging(snakemake.log[0]):
                             min_test_images=p.min_test_images, level=p.ci_level, n_boot=p.n_boot,
                             boot_seed=p.boot_seed, generalisation_csv=inp.generalisation)
     from hideseek.imported.verdict import with_imported_rows  # imported_models (imported.smk): origin + their rows
-    verdict = with_imported_rows(verdict, inp.get("imported"))
+    verdict = with_imported_rows(verdict, inp.get("imported"), inp.generalisation)
     write_verdict(verdict, snakemake.output.csv, snakemake.output.md, p.dataset, p.notes)

@@ -91,18 +91,24 @@ def evaluate_classifier(model_path, stores: dict, train_rep: str, seed: int, *, 
     return pd.concat(frames, ignore_index=True)[PREDICTION_COLUMNS]
 
 
+HIDING_REP = "data"  # the model tested on every representation: test_time_hiding_{arch}.csv
+
+
 def write_predictions(runs: dict, stores: dict, outputs: dict, *, device: str = "auto", threads: int = 1,
                       build: Callable | None = None) -> None:
     """The evaluate_classifier job, one per architecture: each model of `runs` (``{(train_rep,
-    seed): model.pt}``) on the test split of every store, written to ``outputs[(train_rep, seed)]``.
-    One process and one load of each test split for all of an architecture's models: per model,
-    a job of its own cost a Python start, the torch import and five store loads."""
+    seed): model.pt}``) on its own representation's test split, and the models trained on
+    :data:`HIDING_REP` on every store's (test-time hiding: the only cross-representation
+    predictions any table reads), written to ``outputs[(train_rep, seed)]``. One process and one
+    load of each test split for all of an architecture's models: per model, a job of its own cost
+    a Python start, the torch import and five store loads."""
     from ..io import write_csv_atomic
 
     split_cache: dict = {}
     for (train_rep, seed), model_path in runs.items():
         started = time.perf_counter()
-        predictions = evaluate_classifier(model_path, stores, train_rep, seed, device=device, threads=threads,
+        tested = stores if train_rep == HIDING_REP else {train_rep: stores[train_rep]}
+        predictions = evaluate_classifier(model_path, tested, train_rep, seed, device=device, threads=threads,
                                           build=build, split_cache=split_cache)
         write_csv_atomic(predictions, outputs[(train_rep, seed)])
         own = predictions[predictions["test_rep"] == train_rep]

@@ -30,7 +30,11 @@ def gap_columns(arch: str, table: pd.DataFrame) -> dict:
     return out
 
 
-def gap_sentences(arch: str, table: pd.DataFrame) -> list[str]:
+DATA_MODEL = "the data model's accuracy"  # a trained-here architecture's subject
+IMPORTED_MODEL = "its accuracy on the full images"  # an imported model's (one model, no data model)
+
+
+def gap_sentences(arch: str, table: pd.DataFrame, subject: str = DATA_MODEL) -> list[str]:
     """One sentence per external set on which `arch` was scored."""
     sentences = []
     rows = table[table["arch"] == arch]
@@ -39,7 +43,7 @@ def gap_sentences(arch: str, table: pd.DataFrame) -> list[str]:
         if data.empty:
             continue
         d = data.iloc[0]
-        text = (f"On the external set `{name}` the data model's accuracy goes from {d.internal_accuracy:.3f} to "
+        text = (f"On the external set `{name}` {subject} goes from {d.internal_accuracy:.3f} to "
                 f"{d.external_accuracy:.3f} (gap {_fmt(d.gap, d.gap_ci_low, d.gap_ci_high)}, unpaired bootstrap)"
                 + (", a drop" if d["drop"] else ", no clear drop"))
         others = sub[sub["representation"] != "data"]
@@ -52,10 +56,10 @@ def gap_sentences(arch: str, table: pd.DataFrame) -> list[str]:
     return sentences
 
 
-def add_generalisation_gap(verdict: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
+def add_generalisation_gap(verdict: pd.DataFrame, table: pd.DataFrame, subject: str = DATA_MODEL) -> pd.DataFrame:
     """The verdict frame with the gap columns appended and the sentences added to each paragraph."""
     verdict = verdict.copy()
     columns = pd.DataFrame([gap_columns(arch, table) for arch in verdict["arch"]], index=verdict.index)
-    verdict["paragraph"] = [" ".join([paragraph, *gap_sentences(arch, table)])
+    verdict["paragraph"] = [" ".join([paragraph, *gap_sentences(arch, table, subject)])
                             for arch, paragraph in zip(verdict["arch"], verdict["paragraph"])]
     return pd.concat([verdict, columns], axis=1)

@@ -6,6 +6,10 @@ and PPV, :func:`hideseek.classification.tables.table_rows`) with patient-bootstr
 paired comparison with the ``data`` model on the same external images, and the one-vs-rest
 AUROC per class (:func:`hideseek.audit.comparisons.per_class_auroc`, first seed).
 
+An imported model (``imported_models``) gets the same two tables: its external table has one row
+per test representation (the one model tested on each, test-time hiding), its cross-site rows
+only the full images' (``origin: imported``).
+
 ``external_generalisation.csv``: one row per external set × architecture × representation:
 the internal (own test split) and the external accuracy, each with its patient bootstrap, and
 the generalisation gap (external − internal). Internal and external are different images of
@@ -27,7 +31,7 @@ from ..vocabulary import CLASS_KEYS, REPRESENTATIONS
 
 EXTERNAL_SEED_OFFSET = 1  # the external bootstrap's seed is boot_seed + 1: independent of the internal one
 GAP_COLUMNS = [
-    "external_set", "arch", "representation", "n_seeds",
+    "external_set", "arch", "origin", "representation", "n_seeds",
     "internal_n_test", "internal_n_patients", "internal_accuracy", "internal_ci_low", "internal_ci_high",
     "external_n_test", "external_n_patients", "external_accuracy", "external_ci_low", "external_ci_high",
     "gap", "gap_ci_low", "gap_ci_high", "drop",
@@ -36,6 +40,31 @@ GAP_METHOD = ("gap = external − internal accuracy (each the mean over seeds of
               "CI: percentile of the difference of two independent patient bootstraps (patients resampled with "
               "replacement within class, {n_boot} resamples each), unpaired because the internal and external "
               "test sets are different images of different patients; drop: the gap's CI lies below 0")
+
+
+def as_own_rows(predictions: pd.DataFrame, imported_reps=None) -> pd.DataFrame:
+    """Predictions with an imported model's rows (``train_rep`` ``imported``: one model tested on
+    each representation, :mod:`hideseek.imported.predict`) relabelled as if each test
+    representation had its own model, so the own-representation tables read them; trained-here
+    rows are unchanged. `imported_reps` keeps only those test representations of an imported
+    model (the cross-site gap: only the full images are in its training distribution)."""
+    from ..imported.predict import TRAIN_REP
+
+    imported = predictions["train_rep"] == TRAIN_REP
+    if not imported.any():
+        return predictions
+    if imported_reps is not None:
+        keep = ~imported | predictions["test_rep"].isin(list(imported_reps))
+        predictions, imported = predictions[keep], imported[keep]
+    predictions = predictions.copy()
+    predictions.loc[imported, "train_rep"] = predictions.loc[imported, "test_rep"]
+    return predictions
+
+
+def imported_names(predictions: pd.DataFrame) -> set[str]:
+    from ..imported.predict import TRAIN_REP
+
+    return set(predictions.loc[predictions["train_rep"] == TRAIN_REP, "arch"])
 
 
 def own_predictions(predictions: pd.DataFrame, arch: str | None = None) -> pd.DataFrame:
@@ -77,7 +106,12 @@ def _accuracy_samples(frame: pd.DataFrame, n_boot: int, seed: int) -> tuple[floa
 def generalisation_rows(internal: pd.DataFrame, external: dict[str, pd.DataFrame], archs, reps,
                         n_boot: int = 1000, boot_seed: int = 0, level: float = 0.95) -> pd.DataFrame:
     """The cross-site table (GAP_COLUMNS) from the internal predictions (every architecture's
-    prediction files) and each external set's predictions, by set name."""
+    prediction files, and each imported model's) and each external set's predictions, by set
+    name. `archs` may name imported models (``origin: imported``): their one row per set is the
+    full images' (:func:`as_own_rows`)."""
+    imported = imported_names(internal)
+    internal = as_own_rows(internal, imported_reps=("data",))
+    external = {name: as_own_rows(ext, imported_reps=("data",)) for name, ext in external.items()}
     rows = []
     for name, ext in external.items():
         for arch in archs:
@@ -92,7 +126,8 @@ def generalisation_rows(internal: pd.DataFrame, external: dict[str, pd.DataFrame
                                                                        boot_seed + EXTERNAL_SEED_OFFSET)
                 gap_low, gap_high = percentile_ci(boot_out - boot_in, level)
                 rows.append(dict(
-                    external_set=name, arch=arch, representation=rep, n_seeds=seeds,
+                    external_set=name, arch=arch, origin="imported" if arch in imported else "trained_here",
+                    representation=rep, n_seeds=seeds,
                     internal_n_test=n_in, internal_n_patients=p_in, internal_accuracy=acc_in,
                     internal_ci_low=percentile_ci(boot_in, level)[0], internal_ci_high=percentile_ci(boot_in, level)[1],
                     external_n_test=n_out, external_n_patients=p_out, external_accuracy=acc_out,
@@ -105,10 +140,15 @@ def _ci(value, low, high) -> str:
     return "–" if not np.isfinite(value) else f"{value:.3f} [{low:.3f}, {high:.3f}]"
 
 
-def external_markdown(name: str, arch: str, table: pd.DataFrame, description: str, n_boot: int, level: float) -> str:
+def external_markdown(name: str, arch: str, table: pd.DataFrame, description: str, n_boot: int, level: float,
+                      imported: bool = False) -> str:
+    what = ("The imported model (trained elsewhere) tested on each representation of the "
+            f"{description} (test-time hiding: the hidden representations are outside what it was trained on)"
+            if imported else
+            f"Each representation's model (trained on the internal data) tested on the same representation of "
+            f"the {description}")
     lines = [f"# External set {name}: {arch}", "",
-             f"Each representation's model (trained on the internal data) tested on the same representation of "
-             f"the {description}. {level:.0%} CIs: {n_boot} patient bootstrap resamples within class; diff vs data: "
+             f"{what}. {level:.0%} CIs: {n_boot} patient bootstrap resamples within class; diff vs data: "
              "paired bootstrap on the same external images. AUROC: one-vs-rest, first seed.", ""]
     if table.empty:
         return "\n".join(lines + ["No predictions.", ""])
@@ -127,7 +167,8 @@ def generalisation_markdown(table: pd.DataFrame, descriptions: dict[str, str], n
     if table.empty:
         return "\n".join(lines + ["No predictions.", ""])
     shown = pd.DataFrame({
-        "external set": table["external_set"], "architecture": table["arch"], "representation": table["representation"],
+        "external set": table["external_set"], "model": table["arch"], "origin": table["origin"],
+        "representation": table["representation"],
         "internal": [_ci(r.internal_accuracy, r.internal_ci_low, r.internal_ci_high) for r in table.itertuples()],
         "external": [_ci(r.external_accuracy, r.external_ci_low, r.external_ci_high) for r in table.itertuples()],
         "gap": [_ci(r.gap, r.gap_ci_low, r.gap_ci_high) for r in table.itertuples()],
@@ -144,11 +185,13 @@ def write_external_table(name: str, arch: str, prediction_csv, out_csv, out_md, 
                          level: float = 0.95) -> pd.DataFrame:
     """The external_table job: external_{name}_{arch}.csv and its Markdown."""
     predictions = read_table(prediction_csv)
+    imported = arch in imported_names(predictions)
+    predictions = as_own_rows(predictions)
     table = external_table(predictions[predictions["arch"] == arch], representations, n_boot, boot_seed, level)
     if not table.empty:
         table.insert(0, "external_set", name)
     write_csv_atomic(table, out_csv)
-    write_text_atomic(out_md, external_markdown(name, arch, table, description, n_boot, level))
+    write_text_atomic(out_md, external_markdown(name, arch, table, description, n_boot, level, imported))
     return table
 
 

@@ -29,7 +29,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from ..audit.evidence import attention_evidence, source_evidence
+from ..audit.evidence import attention_evidence, optional_path, source_evidence
 from ..audit.mask_evidence import MASK_COLUMNS
 from ..audit.verdict import VERDICT_COLUMNS, chance_level, fmt_ci, verdict_row
 from ..io import read_table, write_csv_atomic, write_text_atomic
@@ -145,10 +145,12 @@ def write_imported_verdict_row(out_csv, out_md, name: str, fmt: str, *files, **k
     return row
 
 
-def with_imported_rows(verdict: pd.DataFrame, imported_csvs) -> pd.DataFrame:
+def with_imported_rows(verdict: pd.DataFrame, imported_csvs, generalisation_csv=None) -> pd.DataFrame:
     """The trained-here verdict (``origin: trained_here``) followed by each imported model's row
     (``origin: imported``), whose data-set columns (source probe, source-only rule, mask
-    evidence) are the trained-here rows': they describe the data, not the model."""
+    evidence) are the trained-here rows': they describe the data, not the model. With
+    `generalisation_csv` (external_generalisation.csv) each imported row gets its gap on every
+    external set (the full images' accuracy there vs on the test split)."""
     verdict = verdict.assign(origin="trained_here")
     rows = [read_table(path) for path in (imported_csvs or [])]
     if not rows:
@@ -157,6 +159,10 @@ def with_imported_rows(verdict: pd.DataFrame, imported_csvs) -> pd.DataFrame:
     for column in DATA_COLUMNS:
         if column in verdict and len(verdict):
             imported[column] = verdict[column].iloc[0]
+    if optional_path(generalisation_csv) is not None:
+        from ..external.gap import IMPORTED_MODEL, add_generalisation_gap
+
+        imported = add_generalisation_gap(imported, read_table(optional_path(generalisation_csv)), IMPORTED_MODEL)
     columns = [*verdict.columns, *(c for c in EXTRA_COLUMNS if c not in verdict)]
     return pd.concat([verdict, imported.reindex(columns=[c for c in columns if c in imported])],
                      ignore_index=True)[columns]
