@@ -15,7 +15,7 @@ def test_ground_truth_masks_need_the_phantom(config):
 
 
 def test_descriptions_name_the_data(config):
-    assert plan.dataset_description(config) == "built-in phantom, seed 0, shortcut 0.9, disease_contrast 1.0"
+    assert plan.dataset_description(config) == "built-in phantom, seed 0, shortcut 0.9, disease_contrast 6.0"
     config["classification_data"].update(kind="covidx", train_split="train.txt", test_split="test.txt")
     assert plan.dataset_description(config) == "COVIDx-format data from train.txt and test.txt"
     assert plan.segmentation_dataset_description(config).startswith("built-in phantom segmentation sets")
@@ -48,5 +48,5 @@ def test_only_torchvision_models_start_from_imagenet(config):
 
 def test_run_note_states_the_scale(config):
     note = plan.classifier_run_note(config["classification"], "covidnet_cxr3a")
-    assert note.startswith("Run: 80 px, 4 epochs, batch 8, Adam 0.001, from scratch, width 0.5")
+    assert note.startswith("Run: 80 px, 10 epochs, batch 8, Adam 0.001, from scratch, width 0.5")
     assert "at most 80 training images per class, seeds 0" in note

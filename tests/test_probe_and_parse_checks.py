@@ -144,7 +144,8 @@ def test_pretrained_without_imagenet_normalisation_warns(config, caplog):
     cls["pretrained"] = True
     with caplog.at_level(logging.WARNING, logger="hideseek.plan"):
         plan.check_config(config)
-    assert "alexnet, vgg11, resnet50 train with normalize: none" in caplog.text
+    # the default's AlexNet is ImageNet-normalised already (config/config.yaml's models.alexnet)
+    assert "vgg11, resnet50 train with normalize: none" in caplog.text and "alexnet," not in caplog.text
     assert "ImageNet-normalised" in caplog.text and "covidnet" not in caplog.text
     caplog.clear()
     cls["recipes"]["torchvision"]["normalize"] = "imagenet"
@@ -162,11 +163,12 @@ def test_pretrained_without_imagenet_normalisation_warns(config, caplog):
 def test_normalize_is_validated_and_part_of_every_recipe(config):
     assert resolve_recipe(config["classification"], "resnet50")["normalize"] == "none"  # the seed's default
     before = plan.probe_recipe(config)
-    config["classification"]["models"]["alexnet"]["normalize"] = "imagenet"
+    assert before["normalize"] == "imagenet"  # the default's AlexNet (the probe's architecture)
+    config["classification"]["models"]["alexnet"]["normalize"] = "none"
     validate(config, SCHEMA)
     # in the recipe, so in the train/probe rules' params and every fingerprint: a change reruns the jobs
-    assert resolve_recipe(config["classification"], "alexnet")["normalize"] == "imagenet"
-    assert plan.probe_recipe(config) == dict(before, normalize="imagenet")
+    assert resolve_recipe(config["classification"], "alexnet")["normalize"] == "none"
+    assert plan.probe_recipe(config) == dict(before, normalize="none")
     config["classification"]["recipes"]["torchvision"]["normalize"] = "zscore"
     with pytest.raises(Exception, match="zscore"):
         validate(config, SCHEMA)
