@@ -40,7 +40,7 @@ class PhantomConfig:
     second_image_prob: float = 0.3
     long_side: tuple[int, int] = (160, 224)  # range of the long side in px
     shortcut: float = 0.9  # share of patients imaged at their class's home site
-    disease_contrast: float = 1.0  # 0 removes the disease
+    disease_contrast: float = 6.0  # 0 removes the disease; 1 is faint (see config/config.yaml)
     signature_strength: float = 1.0  # 0 removes the site signatures
     seg: SegCounts = field(default_factory=SegCounts)
 
