@@ -130,3 +130,5 @@ def test_an_external_dicom_folder_with_a_labels_csv(sites, tmp_path, shared_real
     assert set(index["source"]) == {"VendorX", "VendorY"} and index["patient_id"].str.startswith("site2-").all()
     overlap = pd.read_csv(tmp_path / "out" / "overlap.csv")
     assert list(overlap["kind"]) == ["exact"] and overlap.loc[0, "training_image_id"] == first_training["image_id"]
+    # the report names the labels CSV the test images came from
+    assert f"Test only: every image of {tmp_path / 'labels.csv'} is a test image" in (tmp_path / "out" / "ingest_report.md").read_text()

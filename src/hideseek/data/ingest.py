@@ -102,7 +102,7 @@ def ingest_classification_data(
         write_csv_atomic(pairs, out_duplicates)
         pixel_notes = filter(None, (bit_depth_note(kept, bits_stored), dicom_note(kept, data_cfg)))
         write_text_atomic(out_report, ingest_report(kept, dropped, duplicate_notes, pairs, data_cfg, test_split,
-                                                    "\n".join(pixel_notes)))
+                                                    "\n".join(pixel_notes), labels_csv=labels_csv))
         kept = kept[INDEX_ORDER]
         if copy_problems:  # the dropped copies' pixels go too: the store holds its index's images only
             _compact_store(pixels, kept, out_pixels, out_index)
@@ -145,7 +145,7 @@ def read_split_files(train_split, test_split, image_dir=None) -> tuple[pd.DataFr
 
 
 def ingest_report(index: pd.DataFrame, dropped: pd.DataFrame, duplicate_notes: list[Problem], pairs: pd.DataFrame,
-                  data_cfg: dict, test_split, bit_depth: str = "") -> str:
+                  data_cfg: dict, test_split, bit_depth: str = "", labels_csv=None) -> str:
     """A short Markdown account of what ingestion did."""
     lines = ["# Ingestion report", ""]
     counts = index.groupby("partition").size().reindex(PARTITIONS, fill_value=0)
@@ -162,7 +162,7 @@ def ingest_report(index: pd.DataFrame, dropped: pd.DataFrame, duplicate_notes: l
     )
     if bit_depth:
         lines.append(bit_depth)
-    lines += ["", "## Partitions", "", *_partition_lines(index, data_cfg, test_split)]
+    lines += ["", "## Partitions", "", *_partition_lines(index, data_cfg, test_split, labels_csv)]
     lines += ["", f"## Dropped lines ({len(dropped)})", ""]
     lines += [f"- {row.split_file}:{row.line}: {row.reason}" for row in dropped.itertuples()] or ["None."]
     lines += ["", f"## Lines listed twice, kept once ({len(duplicate_notes)})", ""]
@@ -171,11 +171,11 @@ def ingest_report(index: pd.DataFrame, dropped: pd.DataFrame, duplicate_notes: l
     return "\n".join(lines)
 
 
-def _partition_lines(index: pd.DataFrame, data_cfg: dict, test_split) -> list[str]:
+def _partition_lines(index: pd.DataFrame, data_cfg: dict, test_split, labels_csv=None) -> list[str]:
     """What was asked for, and the images per class and partition with the shares achieved."""
     if (index["partition"] == "test").all():  # an external test set (test_only): nothing carved
         counts = index["label"].value_counts().reindex(list(CLASSES), fill_value=0).rename("test")
-        return [f"Test only: every image of {test_split} is a test image (an external test set).", "",
+        return [f"Test only: every image of {test_split or labels_csv} is a test image (an external test set).", "",
                 counts.rename_axis("label").to_frame().to_markdown()]
     seed = data_cfg["split_seed"]
     test = (f"Test: the given test split {test_split}." if test_split else
