@@ -421,6 +421,11 @@ def test_summary_opens_with_the_data_and_never_calls_an_unlearned_model_not_flag
     unconfounded = summary_markdown(pd.DataFrame([_verdict("resnet50", 0.35, 0.34, **clean)])[VERDICT_COLUMNS], "x")
     assert "Warning" not in unconfounded and "does not predict the label" in unconfounded
     assert "Every model (resnet50) did not learn the task well enough to test" in unconfounded
+    # the negative control: the images reveal their source, but the source is independent of the label
+    recognisable = dict(shortcut=dict(accuracy=0.337, chance=1 / 3), probe=dict(balanced_accuracy=0.655, balanced_chance=1 / 3))
+    independent = summary_markdown(pd.DataFrame([_verdict("resnet50", 0.35, 0.34, **recognisable)])[VERDICT_COLUMNS], "x")
+    assert "Warning" not in independent and "The data carry a shortcut" not in independent
+    assert "the images reveal their source" in independent and "here that would not score" in independent
     no_evidence = summary_markdown(pd.DataFrame([_verdict("vgg11", 0.9, 0.4, probe=None, shortcut=None)])[
         VERDICT_COLUMNS], "x")
     assert "Source only: no Table 1 source-only rule" in no_evidence and "Source probe: disabled" in no_evidence
