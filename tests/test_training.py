@@ -12,7 +12,7 @@ from torch import nn
 from conftest import REPO
 from hideseek.vocabulary import CLASSES
 from hideseek.data.store import write_store
-from hideseek.classification.training import CHECKPOINT_NAME, train_classifier, write_training_outputs
+from hideseek.classification.training import CHECKPOINT_NAME, learning_rate, train_classifier, write_training_outputs
 from hideseek.classification.samplers import BalancedSampler, CovidRebalanceSampler
 from hideseek.classification.inputs import classifier_input, load_split, Split
 from hideseek.classification import prediction
@@ -149,6 +149,20 @@ def test_resume_after_a_kill_reaches_the_same_final_numbers(tmp_path):
     other = _run(tmp_path, "other", recipe=tiny_recipe(lr=5e-3))
     fresh = _run(tmp_path, "fresh", recipe=tiny_recipe(lr=5e-3), checkpoint_every=0)
     _same_result(other, fresh)
+
+
+def test_cosine_schedule_decays_the_rate_per_step_and_resumes_on_the_same_curve(tmp_path):
+    recipe = tiny_recipe(lr_schedule="cosine", lr=1e-2, epochs=4)
+    assert learning_rate(recipe, 0.0) == pytest.approx(1e-2)
+    assert learning_rate(recipe, 0.5) == pytest.approx(5e-3)
+    assert learning_rate(recipe, 1.0) == pytest.approx(0.0, abs=1e-12)
+    assert learning_rate(tiny_recipe(lr=1e-2), 0.9) == 1e-2  # constant: the paper's
+    uninterrupted = _run(tmp_path, "full", recipe=recipe)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path, "killed", recipe=recipe, stop_after_epoch=2)
+    _same_result(uninterrupted, _run(tmp_path, "killed", recipe=recipe))
+    constant = _run(tmp_path, "constant", recipe=tiny_recipe(lr=1e-2, epochs=4), checkpoint_every=0)
+    assert not np.allclose(uninterrupted.history["val_loss"], constant.history["val_loss"])
 
 
 def test_covidnet_recipe_trains_with_rebalancing(tmp_path):

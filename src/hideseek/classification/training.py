@@ -210,9 +210,19 @@ def _on_device(train: Split, val: Split, seed: int, dev) -> _OnDevice:
                      val_images=val.images.to(dev))
 
 
+def learning_rate(recipe: dict, progress: float) -> float:
+    """Adam's rate at `progress` (0 at the first step, 1 after the last) of the whole training:
+    ``constant`` keeps ``lr``; ``cosine`` decays it from ``lr`` to 0 (half a cosine). A function
+    of the step alone, so a resumed run continues on the same curve without a scheduler state."""
+    if recipe["lr_schedule"] == "cosine":
+        return recipe["lr"] * 0.5 * (1.0 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
+    return recipe["lr"]
+
+
 def train_one_epoch(run: _Run, sampler, data: _OnDevice, recipe: dict, perf: dict, augment_cfg: AugmentConfig,
-                    class_weights, desc: str, progress: bool) -> dict:
-    """One pass of `sampler` over the training images; the history's train_* fields."""
+                    class_weights, epoch: int, desc: str, progress: bool) -> dict:
+    """One pass of `sampler` over the training images (epoch `epoch`, 1-based); the history's
+    train_* fields."""
     import torch.nn.functional as F
     from tqdm import tqdm
 
@@ -221,7 +231,10 @@ def train_one_epoch(run: _Run, sampler, data: _OnDevice, recipe: dict, perf: dic
     started = time.perf_counter()
     loss_sum, correct, seen = 0.0, 0, 0
     bar = tqdm(batches, desc=desc, unit="batch", disable=not progress, file=sys.stderr, mininterval=2.0, leave=False)
-    for batch_index in bar:
+    for step, batch_index in enumerate(bar):
+        rate = learning_rate(recipe, (epoch - 1 + step / len(batches)) / recipe["epochs"])
+        for group in run.optimizer.param_groups:
+            group["lr"] = rate
         batch_index = batch_index.to(data.train_images.device)
         x = to_model_input(data.train_images[batch_index], perf,
                            lambda t: augment_batch(t, augment_cfg, run.generators["augment"]))
@@ -320,7 +333,7 @@ def train_classifier(arch: str, recipe: dict, train: Split, val: Split, seed: in
     log.info("%s: %d train / %d val images at %d px; %s", arch, len(train), len(val), recipe["input_size"], perf)
     writer = checkpoints.CheckpointWriter()
     for epoch in range(start_epoch, recipe["epochs"] + 1):
-        fields = dict(epoch=epoch, **train_one_epoch(run, sampler, data, recipe, perf, augment_cfg, class_weights,
+        fields = dict(epoch=epoch, **train_one_epoch(run, sampler, data, recipe, perf, augment_cfg, class_weights, epoch,
                                                      f"{arch} epoch {epoch}/{recipe['epochs']}", progress),
                       **validate(run.model, data, val, recipe, perf, keys), checkpoint_seconds=0.0)
         row = {column: fields[column] for column in history_columns(keys)}
