@@ -72,6 +72,10 @@ def test_probe_is_measured_once_then_cached(tmp_path, monkeypatch):
     # another input size is another job: measured again
     probed_settings("resnet50", model, dict(recipe, input_size=24), 3, torch.device("cpu"), ALL)
     assert len(calls) == 2
+    # capping oneDNN's ISA (AMX off) is another machine as far as speed goes: measured again
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_BF16")
+    probed_settings("resnet50", model, recipe, 3, torch.device("cpu"), ALL)
+    assert len(calls) == 3
 
 
 def test_probed_run_trains_like_a_cached_one_and_records_the_choice(tmp_path, monkeypatch):
