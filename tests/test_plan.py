@@ -48,5 +48,5 @@ def test_only_torchvision_models_start_from_imagenet(config):
 
 def test_run_note_states_the_scale(config):
     note = plan.classifier_run_note(config["classification"], "covidnet_cxr3a")
-    assert note.startswith("Run: 80 px, 15 epochs, batch 8, Adam 0.001, from scratch, width 0.5")
+    assert note.startswith("Run: 64 px, 15 epochs, batch 16, Adam 0.001, from scratch, width 0.5")
     assert "at most 80 training images per class, seeds 0" in note
