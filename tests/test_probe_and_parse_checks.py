@@ -124,11 +124,11 @@ def test_the_audit_needs_data_in_the_grid(config):
 
 
 def test_store_long_side_must_hold_the_largest_input(config):
-    # the default's largest input: AlexNet at 96 px, which needs 96 / 0.92 = 104.3 -> 105 px
-    config["store"]["long_side"] = 105
+    # the default's largest input: AlexNet (the first of the two) at 80 px, which needs 80 / 0.92 = 86.96 -> 87 px
+    config["store"]["long_side"] = 87
     plan.check_config(config)
-    config["store"]["long_side"] = 104
-    with pytest.raises(InputError, match=r"store.long_side: 104 .* 105 px .*alexnet's classifier input of 96 px"):
+    config["store"]["long_side"] = 86
+    with pytest.raises(InputError, match=r"store.long_side: 86 .* 87 px .*alexnet's classifier input of 80 px"):
         plan.check_config(config)
     # the paper's COVID-Net input (480 px) needs 522 px
     config["classification"]["models"]["covidnet_cxr3a"]["input_size"] = 480
