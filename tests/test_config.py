@@ -73,3 +73,22 @@ def test_snakemake_rejects_unknown_key_with_its_name(tmp_path):
                            "--configfile", str(path))
     assert result.returncode != 0
     assert "shortcutt" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "config").glob("*.yaml") if p.name != "config.yaml"))
+def test_every_shipped_config_layered_on_the_default_validates_and_resolves(name):
+    from snakemake.utils import update_config
+
+    from hideseek.classification.recipes import resolve_recipe
+
+    config = default_config()
+    update_config(config, yaml.safe_load((REPO / "config" / name).read_text()) or {})
+    validate(config, SCHEMA)
+    for arch in config["classification"]["architectures"]:
+        recipe = resolve_recipe(config["classification"], arch)
+        assert recipe["lr_schedule"] in ("constant", "cosine") and recipe["batch_size"] >= 2
+    if name == "real_small.yaml":  # layered on the default, it pins what it was measured with
+        covidnet = resolve_recipe(config["classification"], "covidnet_cxr4a")
+        assert (covidnet["input_size"], covidnet["batch_size"], covidnet["epochs"]) == (128, 8, 40)
+        resnet = resolve_recipe(config["classification"], "resnet50")
+        assert (resnet["epochs"], resnet["lr_schedule"]) == (30, "cosine")
