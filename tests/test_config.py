@@ -92,3 +92,5 @@ def test_every_shipped_config_layered_on_the_default_validates_and_resolves(name
         assert (covidnet["input_size"], covidnet["batch_size"], covidnet["epochs"]) == (128, 8, 40)
         resnet = resolve_recipe(config["classification"], "resnet50")
         assert (resnet["epochs"], resnet["lr_schedule"]) == (30, "cosine")
+        alexnet, vgg = (resolve_recipe(config["classification"], arch) for arch in ("alexnet", "vgg11"))
+        assert (alexnet["epochs"], alexnet["normalize"], vgg["epochs"], vgg["lr"]) == (60, "none", 12, 2e-4)
