@@ -92,3 +92,24 @@ def test_writer_writes_in_the_background_and_wait_reraises_its_error(tmp_path):
     with pytest.raises(OSError):
         writer.wait()
     writer.wait()  # the error is raised once, then cleared
+
+
+def test_a_failed_write_names_the_file_and_the_free_space_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    import torch
+
+    from hideseek import checkpoints
+
+    path = tmp_path / "ck" / "last.pt"
+    checkpoints.save(path, {"epoch": 1})
+    real_save = torch.save
+
+    def full_disk(obj, f, *args, **kwargs):
+        real_save(obj, f, *args, **kwargs)  # what torch.save says when the disk fills mid-write
+        raise RuntimeError("basic_ios::clear: iostream error")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(OSError, match=r"could not write .*last\.pt: basic_ios::clear.*GiB free on its file system"):
+        checkpoints.save(path, {"epoch": 2})
+    monkeypatch.setattr(torch, "save", real_save)
+    assert torch.load(path, weights_only=True)["epoch"] == 1  # the last whole checkpoint stays
+    assert [p.name for p in path.parent.iterdir()] == ["last.pt"]  # no temporary file left behind

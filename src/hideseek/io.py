@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -32,11 +33,23 @@ def atomic_path(path: str | os.PathLike):
     os.close(fd)
     tmp = Path(tmp)
     try:
-        yield tmp
-        os.chmod(tmp, OUTPUT_MODE)
-        os.replace(tmp, path)
+        try:
+            yield tmp
+            os.chmod(tmp, OUTPUT_MODE)
+            os.replace(tmp, path)
+        except (OSError, RuntimeError) as error:  # torch.save reports a full disk as "iostream error"
+            raise OSError(f"could not write {path}: {error} ({_free_space(path.parent)} free on its file system; "
+                          "if that is little, free space or move results/ and the checkpoints "
+                          "(checkpoint_root) to a larger disk)") from error
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _free_space(folder: Path) -> str:
+    try:
+        return f"{shutil.disk_usage(folder).free / 2**30:.1f} GiB"
+    except OSError:
+        return "unknown space"
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
