@@ -38,9 +38,10 @@ def atomic_path(path: str | os.PathLike):
             os.chmod(tmp, OUTPUT_MODE)
             os.replace(tmp, path)
         except (OSError, RuntimeError) as error:  # torch.save reports a full disk as "iostream error"
-            raise OSError(f"could not write {path}: {error} ({_free_space(path.parent)} free on its file system; "
-                          "if that is little, free space or move results/ and the checkpoints "
-                          "(checkpoint_root) to a larger disk)") from error
+            message = (f"could not write {path}: {error} ({_free_space(path.parent)} free on its file system; "
+                       "if that is little, free space or move results/ and the checkpoints (checkpoint_root) "
+                       "to a larger disk)")
+            raise (OSError if isinstance(error, OSError) else RuntimeError)(message) from error
     finally:
         tmp.unlink(missing_ok=True)
 
