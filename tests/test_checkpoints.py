@@ -110,6 +110,12 @@ def test_a_failed_write_names_the_file_and_the_free_space_and_keeps_the_last_che
     monkeypatch.setattr(torch, "save", full_disk)
     with pytest.raises(RuntimeError, match=r"could not write .*last\.pt: basic_ios::clear.*GiB free on its file system"):
         checkpoints.save(path, {"epoch": 2})
+    def bug(obj, f, *args, **kwargs):
+        raise RuntimeError("something else")
+
+    monkeypatch.setattr(torch, "save", bug)  # not a write failure: passes through unchanged
+    with pytest.raises(RuntimeError, match=r"^something else$"):
+        checkpoints.save(path, {"epoch": 3})
     monkeypatch.setattr(torch, "save", real_save)
     assert torch.load(path, weights_only=True)["epoch"] == 1  # the last whole checkpoint stays
     assert [p.name for p in path.parent.iterdir()] == ["last.pt"]  # no temporary file left behind

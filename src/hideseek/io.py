@@ -4,6 +4,7 @@ ever sees a half-written output. And the one CSV reader of the project's own tab
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
@@ -37,13 +38,23 @@ def atomic_path(path: str | os.PathLike):
             yield tmp
             os.chmod(tmp, OUTPUT_MODE)
             os.replace(tmp, path)
-        except (OSError, RuntimeError) as error:  # torch.save reports a full disk as "iostream error"
+        except (OSError, RuntimeError) as error:
+            if not _is_write_failure(error):
+                raise
             message = (f"could not write {path}: {error} ({_free_space(path.parent)} free on its file system; "
                        "if that is little, free space or move results/ and the checkpoints (checkpoint_root) "
                        "to a larger disk)")
             raise (OSError if isinstance(error, OSError) else RuntimeError)(message) from error
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _is_write_failure(error: Exception) -> bool:
+    """A full disk, quota or I/O error — and torch.save's way of saying so ("basic_ios::clear:
+    iostream error", "unexpected pos"): errors raised by the block's own work pass through as they are."""
+    if isinstance(error, OSError):
+        return error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO)
+    return any(sign in str(error) for sign in ("iostream error", "unexpected pos", "PytorchStreamWriter"))
 
 
 def _free_space(folder: Path) -> str:
