@@ -86,11 +86,11 @@ def test_every_shipped_config_layered_on_the_default_validates_and_resolves(name
     validate(config, SCHEMA)
     for arch in config["classification"]["architectures"]:
         recipe = resolve_recipe(config["classification"], arch)
-        assert recipe["lr_schedule"] in ("constant", "cosine") and recipe["batch_size"] >= 2
+        assert recipe["scheduler"] in ("none", "cosine") and recipe["batch_size"] >= 2
     if name == "real_small.yaml":  # layered on the default, it pins what it was measured with
         covidnet = resolve_recipe(config["classification"], "covidnet_cxr4a")
         assert (covidnet["input_size"], covidnet["batch_size"], covidnet["epochs"]) == (128, 8, 40)
         resnet = resolve_recipe(config["classification"], "resnet50")
-        assert (resnet["epochs"], resnet["lr_schedule"]) == (30, "cosine")
+        assert (resnet["epochs"], resnet["scheduler"]) == (30, "cosine")
         alexnet, vgg = (resolve_recipe(config["classification"], arch) for arch in ("alexnet", "vgg11"))
         assert (alexnet["epochs"], alexnet["normalize"], vgg["epochs"], vgg["lr"]) == (60, "none", 12, 2e-4)

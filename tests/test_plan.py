@@ -50,5 +50,5 @@ def test_run_note_states_the_scale(config):
     note = plan.classifier_run_note(config["classification"], "covidnet_cxr3a")
     assert note.startswith("Run: 64 px, 15 epochs, batch 16, Adam 0.001, from scratch, width 0.5")
     assert "at most 80 training images per class, seeds 0" in note
-    config["classification"]["models"]["resnet50"]["lr_schedule"] = "cosine"
+    config["classification"]["models"]["resnet50"]["scheduler"] = "cosine"
     assert "Adam 0.001 (cosine), from scratch" in plan.classifier_run_note(config["classification"], "resnet50")

@@ -152,11 +152,11 @@ def test_resume_after_a_kill_reaches_the_same_final_numbers(tmp_path):
 
 
 def test_cosine_schedule_decays_the_rate_per_step_and_resumes_on_the_same_curve(tmp_path):
-    recipe = tiny_recipe(lr_schedule="cosine", lr=1e-2, epochs=4)
+    recipe = tiny_recipe(scheduler="cosine", lr=1e-2, epochs=4)
     assert learning_rate(recipe, 0.0) == pytest.approx(1e-2)
     assert learning_rate(recipe, 0.5) == pytest.approx(5e-3)
     assert learning_rate(recipe, 1.0) == pytest.approx(0.0, abs=1e-12)
-    assert learning_rate(tiny_recipe(lr=1e-2), 0.9) == 1e-2  # constant: the paper's
+    assert learning_rate(tiny_recipe(lr=1e-2), 0.9) == 1e-2  # none: the paper's constant rate
     uninterrupted = _run(tmp_path, "full", recipe=recipe)
     with pytest.raises(KeyboardInterrupt):
         _run(tmp_path, "killed", recipe=recipe, stop_after_epoch=2)

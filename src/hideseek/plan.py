@@ -133,7 +133,7 @@ def classifier_run_note(classification: dict, arch: str) -> str:
     seeds = ", ".join(str(int(s)) for s in classification["seeds"])
     return (
         f"Run: {r['input_size']} px, {r['epochs']} epochs, batch {r['batch_size']}, Adam {r['lr']:g}"
-        f"{' (cosine)' if r['lr_schedule'] == 'cosine' else ''}, "
+        f"{' (cosine)' if r['scheduler'] == 'cosine' else ''}, "
         f"{'ImageNet-pretrained' if r['pretrained'] else 'from scratch'}"
         + (f", width {r['width']:g}" if is_covidnet(arch) else "")
         + f", {'all' if per_class is None else f'at most {per_class}'} training images per class, "

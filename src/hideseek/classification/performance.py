@@ -117,8 +117,8 @@ def _probe_key(arch: str, recipe: dict, n_classes: int, device) -> dict:
     # oneDNN's ISA cap (e.g. ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16: AMX off) changes which is faster.
     onednn_isa = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "default"
     return dict(cpu=cpu_model(), torch=torch.__version__, threads=torch.get_num_threads(), device=str(device),
-                onednn_max_cpu_isa=onednn_isa, arch=arch, input_size=int(recipe["input_size"]), batch_size=int(recipe["batch_size"]),
-                width=recipe.get("width"), n_classes=int(n_classes))
+                onednn_max_cpu_isa=onednn_isa, arch=arch, input_size=int(recipe["input_size"]),
+                batch_size=int(recipe["batch_size"]), width=recipe.get("width"), n_classes=int(n_classes))
 
 
 def probed_settings(arch: str, model, recipe: dict, n_classes: int, device, candidates) -> dict:

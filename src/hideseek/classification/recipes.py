@@ -17,7 +17,7 @@ from ..vocabulary import is_covidnet
 
 # Keys a resolved recipe has; config/README.md documents each one.
 RECIPE_KEYS = (
-    "family", "input_size", "width", "epochs", "batch_size", "lr", "lr_schedule", "weight_decay", "betas",
+    "family", "input_size", "width", "epochs", "batch_size", "lr", "scheduler", "weight_decay", "betas",
     "class_weights", "sampler", "covid_percent", "augment", "pretrained", "precision",
     "channels_last", "eval_batch_size", "bn_recalibration_images", "train_images_per_class", "normalize",
 )

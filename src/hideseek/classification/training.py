@@ -212,9 +212,9 @@ def _on_device(train: Split, val: Split, seed: int, dev) -> _OnDevice:
 
 def learning_rate(recipe: dict, progress: float) -> float:
     """Adam's rate at `progress` (0 at the first step, 1 after the last) of the whole training:
-    ``constant`` keeps ``lr``; ``cosine`` decays it from ``lr`` to 0 (half a cosine). A function
+    ``none`` keeps ``lr`` constant; ``cosine`` decays it from ``lr`` to 0 (half a cosine). A function
     of the step alone, so a resumed run continues on the same curve without a scheduler state."""
-    if recipe["lr_schedule"] == "cosine":
+    if recipe["scheduler"] == "cosine":
         return recipe["lr"] * 0.5 * (1.0 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
     return recipe["lr"]
 
