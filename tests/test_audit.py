@@ -244,7 +244,7 @@ def test_probe_evidence_reads_data_over_all_classes(tmp_path):
     skipped = tmp_path / "skipped.csv"
     pd.DataFrame([dict(arch="alexnet", representation="data", true_class="all", note="skipped: x")]).to_csv(
         skipped, index=False)
-    assert probe_evidence(skipped) == {}
+    assert probe_evidence(skipped) == {"skipped": "x"}
 
 
 def _attention_csv(path, ratio):
@@ -306,7 +306,22 @@ def test_write_source_probe_skips_without_sources(tmp_path):
     assert list(written.columns) == ["arch", "representation", "true_class", "note"]
     assert list(written["representation"]) == ["data", "lungs_removed"] and (written["arch"] == "alexnet").all()
     assert (written["note"] == "skipped: the data carry no source column").all()
-    assert len(table) == 2 and probe_evidence(out) == {}
+    assert len(table) == 2 and probe_evidence(out) == {"skipped": "the data carry no source column"}
+    # the summary names the reason, not "disabled or skipped"
+    index = tmp_path / "index.csv"
+    pd.DataFrame(dict(label=["normal", "pneumonia", "COVID-19"] * 4, partition="test")).to_csv(index, index=False)
+    comparison = tmp_path / "c_alexnet.csv"
+    representation_comparison(_rep_predictions({"data": 0.95, "lungs_removed": 0.5, "lungs_boxed_out": 0.5}), REPS,
+                              n_boot=50).to_csv(comparison, index=False)
+    verdict = build_verdict(index, [comparison], [_attention_csv(tmp_path / "a.csv", 1.0)], [out], ["alexnet"],
+                            0.1, 0.2)
+    assert verdict.loc[0, "source_probe_skipped"] == "the data carry no source column"
+    write_verdict(verdict, tmp_path / "verdict.csv", tmp_path / "summary.md", "test data", [])
+    md = (tmp_path / "summary.md").read_text()
+    assert "- Source probe (`results/tables/source_probe.csv`): skipped — the data carry no source column" in md
+    not_run = build_verdict(index, [comparison], [_attention_csv(tmp_path / "a.csv", 1.0)], [], ["alexnet"], 0.1, 0.2)
+    write_verdict(not_run, tmp_path / "verdict.csv", tmp_path / "summary.md", "test data", [])
+    assert "- Source probe: not run (`audit.source_probe`" in (tmp_path / "summary.md").read_text()
 
 
 def _shortcut_csv(path, accuracy, chance):
@@ -428,7 +443,7 @@ def test_summary_opens_with_the_data_and_never_calls_an_unlearned_model_not_flag
     assert "the images reveal their source" in independent and "here that would not score" in independent
     no_evidence = summary_markdown(pd.DataFrame([_verdict("vgg11", 0.9, 0.4, probe=None, shortcut=None)])[
         VERDICT_COLUMNS], "x")
-    assert "Source only: no Table 1 source-only rule" in no_evidence and "Source probe: disabled" in no_evidence
+    assert "Source only: no Table 1 source-only rule" in no_evidence and "Source probe: not run (`audit.source_probe`" in no_evidence
     small = _verdict("alexnet", 0.9, 0.7, size=dict(n_test=20, n_patients=20))
     assert "every verdict is `inconclusive`; a larger test set is needed" in summary_markdown(
         pd.DataFrame([small])[VERDICT_COLUMNS], "x")

@@ -35,7 +35,10 @@ def test_source_probe_runs_only_on_representations_of_the_grid(config):
     assert plan.runs_source_probe(config)
     config["classification"]["representations"] = ["lungs_isolated"]
     assert plan.probe_representations(config) == [] and not plan.runs_source_probe(config)
-    assert plan.verdict_notes(config)[-1].startswith("Source probe: disabled")
+    assert plan.verdict_notes(config)[-1] == ("Source probe: not run (none of audit.source_probe.representations "
+                                              "is in classification.representations).")
+    config["audit"]["source_probe"]["enabled"] = False
+    assert plan.verdict_notes(config)[-1] == "Source probe: disabled (audit.source_probe.enabled: false)."
 
 
 def test_only_torchvision_models_start_from_imagenet(config):

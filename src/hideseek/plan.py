@@ -172,7 +172,9 @@ def verdict_notes(config: dict) -> list[str]:
         f"inconclusive below {audit['min_test_images']} test images.",
         (f"Source probe ({probe_arch(config)}, representation data; it skips data where every class has "
           "one source): results/tables/source_probe.csv."
-         if runs_source_probe(config) else "Source probe: disabled (audit.source_probe.enabled: false)."),
+         if runs_source_probe(config) else
+         "Source probe: disabled (audit.source_probe.enabled: false)." if not audit["source_probe"]["enabled"] else
+         "Source probe: not run (none of audit.source_probe.representations is in classification.representations)."),
     ]
 
 

@@ -28,13 +28,17 @@ def optional_path(paths) -> str | os.PathLike | None:
 
 def probe_evidence(probe_csv) -> dict:
     """The source probe's balanced accuracy and its chance on ``data`` over all classes; empty
-    without a probe table (probe disabled) or without that value (probe skipped)."""
+    without a probe table (probe not run) or without that value; ``{"skipped": reason}`` when the
+    probe skipped the data (its table's note, e.g. every class has a single source)."""
     path = optional_path(probe_csv)
     if path is None:
         return {}
     table = read_table(path)
     hit = table[(table["representation"] == "data") & (table["true_class"] == "all")]
     if "balanced_accuracy" not in table.columns or not len(hit) or pd.isna(hit.iloc[0]["balanced_accuracy"]):
+        note = hit.iloc[0].get("note") if len(hit) else None
+        if isinstance(note, str) and note.startswith("skipped"):
+            return {"skipped": note.removeprefix("skipped").lstrip(": ") or "no reason given"}
         return {}
     return dict(balanced_accuracy=float(hit.iloc[0]["balanced_accuracy"]),
                 balanced_chance=float(hit.iloc[0]["balanced_chance"]))

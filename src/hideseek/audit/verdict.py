@@ -129,6 +129,7 @@ def verdict_row(arch: str, own: pd.DataFrame, chance: float, margin: float, lear
     # within-class majority baseline stay in source_probe.csv.
     row["source_probe_balanced_accuracy"] = probe.get("balanced_accuracy", np.nan)
     row["source_probe_balanced_chance"] = probe.get("balanced_chance", np.nan)
+    row["source_probe_skipped"] = probe.get("skipped", "")
     row["source_only_accuracy"] = shortcut.get("accuracy", np.nan)
     row["source_only_chance"] = shortcut.get("chance", np.nan)
     row.update(_source_columns(sources))
@@ -226,7 +227,8 @@ VERDICT_COLUMNS = [
     "lung_attention_data", "lung_attention_data_ci_low", "lung_attention_data_ci_high", "lung_energy_share_data",
     "cam_randomisation_spearman", "cam_randomisation_spearman_ci_low", "cam_randomisation_spearman_ci_high",
     "cam_depends_on_weights",
-    "source_probe_balanced_accuracy", "source_probe_balanced_chance", "source_only_accuracy", "source_only_chance",
+    "source_probe_balanced_accuracy", "source_probe_balanced_chance", "source_probe_skipped",
+    "source_only_accuracy", "source_only_chance",
     "min_source_images", "boxed_out_top_sources", "boxed_out_best_source", "boxed_out_best_source_accuracy",
     "boxed_out_best_source_ci_low", "boxed_out_best_source_ci_high",
     *MASK_COLUMNS,
@@ -276,8 +278,11 @@ def data_section(verdict: pd.DataFrame) -> list[str]:
                      f"to recognise the source predicts it within each class with balanced accuracy "
                      f"**{first['source_probe_balanced_accuracy']:.3f}**, against chance "
                      f"{first['source_probe_balanced_chance']:.3f} (1 / number of sources).")
+    elif isinstance(first["source_probe_skipped"], str) and first["source_probe_skipped"]:
+        lines.append(f"- Source probe (`results/tables/source_probe.csv`): skipped — {first['source_probe_skipped']} "
+                     "(it recognises sources within a class, so it needs a class with two or more).")
     else:
-        lines.append("- Source probe: disabled or skipped.")
+        lines.append("- Source probe: not run (`audit.source_probe`; see the notes at the end).")
     warnings = source_warnings(first)
     lines.append("")
     if warnings:

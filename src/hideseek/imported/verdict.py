@@ -40,8 +40,8 @@ ORIGINS = ("trained_here", "imported")
 EXTRA_COLUMNS = ["origin", "imported_format", "ood_representations", "prediction_mix_lungs_boxed_out",
                  "cam_status"]
 # Columns about the data set, not the model: an imported row takes them from the trained-here rows.
-DATA_COLUMNS = ["source_probe_balanced_accuracy", "source_probe_balanced_chance", "source_only_accuracy",
-                "source_only_chance", *MASK_COLUMNS]
+DATA_COLUMNS = ["source_probe_balanced_accuracy", "source_probe_balanced_chance", "source_probe_skipped",
+                "source_only_accuracy", "source_only_chance", *MASK_COLUMNS]
 
 
 def _mix(distribution: pd.DataFrame, rep: str) -> str:
