@@ -39,11 +39,11 @@ TARGETS = [
 ]
 
 
-def snakemake(workdir: Path, config: dict, *args, timeout=600):
+def snakemake(workdir: Path, config: dict, *args, timeout=600, cores=2):
     path = workdir / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     return subprocess.run(
-        [SNAKEMAKE, *args, "--cores", "2", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
+        [SNAKEMAKE, *args, "--cores", str(cores), "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
          "--configfile", str(REPO / "config" / "config.yaml"), str(path)],  # --configfile takes several
         capture_output=True, text=True, timeout=timeout)
 
@@ -112,3 +112,22 @@ def test_ground_truth_masks_need_phantom_data(tmp_path, tiny_covidx):
     assert result.returncode != 0
     assert "segmentation.masks: ground_truth" in result.stdout + result.stderr
     assert "classification_data.kind: phantom" in result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_the_unet_runs_before_a_classifier_that_does_not_need_it(tmp_path):
+    """On one core with both ready, the U-Net (which gates every classifier but the `data` ones)
+    goes first: MASK_PRIORITY over TABLE_PRIORITY (a run's order, not a dry run's)."""
+    config = {**TINY_CONFIG, "classification": {
+        "architectures": ["covidnet_cxr3a"], "train_images_per_class": 4,
+        "models": {"covidnet_cxr3a": {"input_size": 32, "width": 0.125, "epochs": 1, "bn_recalibration_images": 4}}}}
+    inputs = snakemake(tmp_path, config, "results/data/seg_sets.csv", "results/representations/data/pixels.npy")
+    assert inputs.returncode == 0, inputs.stdout[-3000:] + inputs.stderr[-3000:]
+    # both are ready now: the order is the scheduler's choice
+    result = snakemake(tmp_path, config, "results/segmentation/unet.pt",
+                       "results/classifiers/covidnet_cxr3a/data/seed0/model.pt", cores=1)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    order = [line.split()[-1].rstrip(":") for line in (result.stdout + result.stderr).splitlines()
+             if line.startswith(("rule ", "localrule "))]
+    assert order.index("train_unet") < order.index("train_classifier"), order
+

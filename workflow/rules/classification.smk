@@ -2,9 +2,7 @@
 # The device, threads and checkpointing (classification.device, checkpoint_every,
 # keep_checkpoints, checkpoint_root) are read by the scripts at run time, so changing them
 # reruns nothing; a recipe change reruns only its architecture's jobs.
-# TABLE_PRIORITY: Tables 3-7's jobs run before the audit's (Grad-CAM, source probe) when both
-# are ready, so the tables arrive first on a small machine; the total time is unchanged.
-TABLE_PRIORITY = 10
+# TABLE_PRIORITY (common.smk): Tables 3-7's jobs run before the audit's.
 
 
 rule fetch_pretrained_weights:

@@ -48,6 +48,13 @@ wildcard_constraints:
 # and each representation, all with the same rows, order and shapes.
 DATA_STORE = f"{RESULTS}/data"
 MASK_STORE = f"{SEG}/masks"
+# Scheduling order when several jobs are ready (Snakemake `priority`; the total work is unchanged):
+# the lung masks and the representations cut with them first, since every classifier but the `data`
+# ones waits for them (a two-thread U-Net behind one-thread classifiers would wait for both cores
+# to free at once); then Tables 3-7's jobs
+# before the audit's (Grad-CAM, source probe), so the tables arrive first on a small machine.
+MASK_PRIORITY = 20
+TABLE_PRIORITY = 10
 
 
 def rep_store(rep):

@@ -15,6 +15,7 @@ rule representation:
         f"{LOGS}/representation/{{rep}}.log",
     benchmark:
         f"{BENCH}/representation/{{rep}}.tsv"
+    priority: MASK_PRIORITY
     conda:
         "../../envs/data.yaml"
     threads: 1

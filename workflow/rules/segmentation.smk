@@ -13,6 +13,7 @@ rule train_unet:
         f"{LOGS}/train_unet.log",
     benchmark:
         f"{BENCH}/train_unet.tsv"
+    priority: MASK_PRIORITY
     conda:
         "../../envs/torch.yaml"
     threads: config["segmentation"]["threads"]
@@ -85,6 +86,7 @@ rule segment_images:
         f"{LOGS}/segment_images.log",
     benchmark:
         f"{BENCH}/segment_images.tsv"
+    priority: MASK_PRIORITY
     conda:
         "../../envs/torch.yaml"
     threads: config["segmentation"]["threads"]
