@@ -88,7 +88,6 @@ def test_every_shipped_config_layered_on_the_default_validates_and_resolves(name
         recipe = resolve_recipe(config["classification"], arch)
         assert recipe["scheduler"] in ("none", "cosine") and recipe["batch_size"] >= 2
     if name == "real_small.yaml":  # layered on the default, it pins what it was measured with
-        assert config["segmentation"]["threads"] == 1  # over real_seg.yaml's 2: beside the data classifiers
         covidnet = resolve_recipe(config["classification"], "covidnet_cxr4a")
         assert (covidnet["input_size"], covidnet["batch_size"], covidnet["epochs"]) == (128, 8, 40)
         resnet = resolve_recipe(config["classification"], "resnet50")
