@@ -110,6 +110,7 @@ def test_a_failed_write_names_the_file_and_the_free_space_and_keeps_the_last_che
     monkeypatch.setattr(torch, "save", full_disk)
     with pytest.raises(RuntimeError, match=r"could not write .*last\.pt: basic_ios::clear.*GiB free on its file system"):
         checkpoints.save(path, {"epoch": 2})
+
     def bug(obj, f, *args, **kwargs):
         raise RuntimeError("something else")
 

@@ -170,12 +170,17 @@ def verdict_notes(config: dict) -> list[str]:
         f"({audit['n_boot']} resamples, seed {audit['boot_seed']}).",
         f"Margin for non_lung_signal: {audit['margin']}; for learned: {audit['learned_margin']}; "
         f"inconclusive below {audit['min_test_images']} test images.",
-        (f"Source probe ({probe_arch(config)}, representation data; it skips data where every class has "
-          "one source): results/tables/source_probe.csv."
-         if runs_source_probe(config) else
-         "Source probe: disabled (audit.source_probe.enabled: false)." if not audit["source_probe"]["enabled"] else
-         "Source probe: not run (none of audit.source_probe.representations is in classification.representations)."),
+        _source_probe_note(config),
     ]
+
+
+def _source_probe_note(config: dict) -> str:
+    if runs_source_probe(config):
+        return (f"Source probe ({probe_arch(config)}, representation data; it skips data where every class has "
+                "one source): results/tables/source_probe.csv.")
+    if not config["audit"]["source_probe"]["enabled"]:
+        return "Source probe: disabled (audit.source_probe.enabled: false)."
+    return "Source probe: not run (none of audit.source_probe.representations is in classification.representations)."
 
 
 def listed_images(image_dir: str, train_split: str, test_split: str | None = None) -> list[str]:
